@@ -1,0 +1,29 @@
+# `make demo` and `make test` each build .venv (reused while setup.py is unchanged).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 6006
+# The CPU build of torch; an unpinned torch pulls a multi-GB CUDA build.
+TORCH := torch==2.13.0
+
+.PHONY: demo test chromium clean
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install "$(TORCH)"
+	$(PY) -m pip install -e ".[test,demo]"
+	touch $@
+
+# Debian's Chromium for the browser tests (Playwright cannot download one here).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
+
+demo: $(VENV)/.installed
+	$(PY) -m demo --logdir runs/demo --serve --port $(PORT) $(DEMO_ARGS)
+
+test: $(VENV)/.installed chromium
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,183 @@
+"""The rnn_units summary format: the one place that knows it.
+
+One logged step of one tag is a *blob sequence* (a rank-1 string tensor):
+
+- blob 0: a UTF-8 JSON header ``{"version": 1, "arrays": [{"name", "dtype",
+  "shape"}, ...], **description}``;
+- blob ``i >= 1``: the raw little-endian, C-order bytes of ``arrays[i - 1]``.
+
+The ``SummaryMetadata`` plugin content is the UTF-8 JSON ``description``
+alone (``version`` included, no ``arrays``), so a tag's shapes are known
+without reading any step. ``data_class`` is ``DATA_CLASS_BLOB_SEQUENCE``:
+without it TensorBoard's fast loader drops third-party data.
+
+Description keys (version 1): ``units`` (H), ``window`` (L), ``rollout`` (R,
+0 when none), ``input_size`` (D), ``positions`` (P = T - L + 1, window end
+positions), ``display`` (how to draw an ``(L, D)`` window: ``"image_rows"``
+draws it as an L x D image), ``class_names`` (list or ``None``),
+``weightings`` (names, the default first), ``signal``, ``layer``,
+``context``, ``num_windows``, ``top_fraction``.
+
+Arrays (version 1); per weighting ``w`` in ``weightings``:
+
+==============================  ==========  =================================
+name                            shape       meaning
+==============================  ==========  =================================
+``mean_window``                 (L, D)      plain mean of all probe windows
+``mean_rollout``                (R, D)      plain mean of all rollouts (R > 0)
+``signal_mean``                 (H,)        mean signal over windows
+``signal_max``                  (H,)        max signal over windows
+``class_counts``                (C,)        windows per class (with labels)
+``{w}/average``                 (H, L, D)   weighted-average window
+``{w}/rollout``                 (H, R, D)   weighted-average rollout (R > 0)
+``{w}/active_fraction``         (H,)        fraction of windows with w > 0
+``{w}/effective_sample_size``   (H,)        (sum w)^2 / (sum w^2 * n)
+``{w}/position_share``          (H, P)      share of weight per end position
+``{w}/class_weight``            (H, C)      mean weight per class (labels)
+``{w}/dead``                    (H,)        1 where all weights are zero
+==============================  ==========  =================================
+
+Large arrays are float16 (float32 where a value would overflow float16),
+statistics float32, ``dead`` uint8.
+"""
+
+import json
+
+import numpy as np
+
+from tensorboard.compat.proto import summary_pb2
+
+PLUGIN_NAME = "rnn_units"
+
+# Bump when readers of the old format could misread the new one.
+VERSION = 1
+
+DTYPES = ("float16", "float32", "uint8")
+
+DISPLAYS = ("image_rows",)
+
+WEIGHTINGS = ("top", "relu")
+
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def create_summary_metadata(description, display_name="", summary_description=""):
+    """Returns the ``SummaryMetadata`` for a tag with this ``description`` dict."""
+    content = dict(description, version=VERSION)
+    return summary_pb2.SummaryMetadata(
+        display_name=display_name,
+        summary_description=summary_description,
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME,
+            content=json.dumps(content, sort_keys=True).encode("utf-8"),
+        ),
+        data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
+    )
+
+
+def parse_plugin_metadata(content):
+    """Parses plugin content bytes into the description dict.
+
+    Raises:
+      ValueError: not a JSON object with an integer ``version``, or a
+        version newer than this package understands.
+    """
+    return _parse_json_object(content, "plugin content")
+
+
+def encode_step(description, arrays):
+    """Encodes one step as the list of blobs described in the module docstring.
+
+    Args:
+      description: the tag's description dict (JSON-serialisable).
+      arrays: ordered mapping of name to numpy array with a dtype in ``DTYPES``.
+    """
+    specs, blobs = [], []
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        if array.dtype.name not in DTYPES:
+            raise ValueError(
+                f"array {name!r}: dtype must be one of {DTYPES}, got {array.dtype}"
+            )
+        specs.append({"name": name, "dtype": array.dtype.name, "shape": list(array.shape)})
+        blobs.append(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+    header = dict(description, version=VERSION, arrays=specs)
+    return [json.dumps(header, sort_keys=True).encode("utf-8")] + blobs
+
+
+def decode_header(blob):
+    """Parses blob 0 of a step: the description plus its ``arrays`` list.
+
+    Raises:
+      ValueError: malformed JSON, newer version, or a bad ``arrays`` list.
+    """
+    header = _parse_json_object(blob, "step header")
+    specs = header.get("arrays")
+    if not isinstance(specs, list):
+        raise ValueError("step header: 'arrays' must be a list")
+    for spec in specs:
+        if (
+            not isinstance(spec, dict)
+            or not isinstance(spec.get("name"), str)
+            or spec.get("dtype") not in DTYPES
+            or not isinstance(spec.get("shape"), list)
+            or not all(isinstance(n, int) and n >= 0 for n in spec["shape"])
+        ):
+            raise ValueError(f"step header: malformed array spec {spec!r}")
+    return header
+
+
+def decode_step(blobs):
+    """Inverse of ``encode_step``: returns ``(header, {name: numpy array})``.
+
+    Raises:
+      ValueError: wrong number of blobs, or a blob whose size does not match
+        its declared dtype and shape.
+    """
+    if not blobs:
+        raise ValueError("step has no blobs; expected a header blob")
+    header = decode_header(blobs[0])
+    specs = header["arrays"]
+    if len(blobs) != len(specs) + 1:
+        raise ValueError(
+            f"step has {len(blobs) - 1} array blobs, header declares {len(specs)}"
+        )
+    arrays = {}
+    for spec, blob in zip(specs, blobs[1:]):
+        dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+        expected = dtype.itemsize * int(np.prod(spec["shape"], dtype=np.int64))
+        if len(blob) != expected:
+            raise ValueError(
+                f"array {spec['name']!r}: {len(blob)} bytes, expected {expected} "
+                f"for {spec['dtype']} {spec['shape']}"
+            )
+        arrays[spec["name"]] = np.frombuffer(blob, dtype=dtype).reshape(spec["shape"])
+    return header, arrays
+
+
+def compact_float(array):
+    """float16 where every finite value fits, else float32: no silent overflow."""
+    array = np.asarray(array, dtype=np.float32)
+    finite = array[np.isfinite(array)]
+    if finite.size and np.abs(finite).max() > _FLOAT16_MAX:
+        return array
+    return array.astype(np.float16)
+
+
+def _parse_json_object(content, what):
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    if not isinstance(content, (bytes, bytearray)):
+        raise TypeError(f"{what}: expected bytes, got {type(content).__name__}")
+    try:
+        value = json.loads(content.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{what}: not UTF-8 JSON ({e})") from None
+    if not isinstance(value, dict) or not isinstance(value.get("version"), int):
+        raise ValueError(f"{what}: expected a JSON object with an integer 'version'")
+    if value["version"] > VERSION:
+        raise ValueError(
+            f"{what}: format version {value['version']} is newer than this "
+            f"tensorboard_rnn_units understands ({VERSION}); upgrade the package"
+        )
+    return value
