@@ -181,3 +181,8 @@ def _parse_json_object(content, what):
             f"tensorboard_rnn_units understands ({VERSION}); upgrade the package"
         )
     return value
+
+
+def is_per_unit(name):
+    """Whether array ``name`` has a leading unit axis (H)."""
+    return name in ("signal_mean", "signal_max") or name.split("/", 1)[0] in WEIGHTINGS
