@@ -1,0 +1,154 @@
+"""How to run each supported recurrent model one step at a time.
+
+``compute_unit_features`` talks to models only through the ``StepModel``
+protocol below. PyTorch's ``nn.RNN``, ``nn.GRU``, ``nn.LSTM`` (any
+``num_layers``, either ``batch_first``) and their cell classes are adapted by
+``TorchRecurrent``; any other model can implement the protocol itself.
+"""
+
+from typing import Protocol, Sequence, Tuple, runtime_checkable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+State = Tuple[torch.Tensor, ...]
+
+# Module class -> (kind, is a cell). Order matters for the error message only.
+SUPPORTED = {
+    nn.RNN: ("rnn", False),
+    nn.GRU: ("gru", False),
+    nn.LSTM: ("lstm", False),
+    nn.RNNCell: ("rnn", True),
+    nn.GRUCell: ("gru", True),
+    nn.LSTMCell: ("lstm", True),
+}
+
+# Signals each kind offers; the first is the default.
+SIGNALS = {
+    "rnn": ("preactivation", "hidden"),
+    "gru": ("hidden",),
+    "lstm": ("hidden", "cell"),
+}
+
+
+@runtime_checkable
+class StepModel(Protocol):
+    """What a recurrent model must offer to be probed.
+
+    Attributes:
+      input_size: ``D``, the size of one input.
+      hidden_size: ``H``, the number of units shown.
+      signals: names of the per-unit signals ``step`` can return; the first
+        is the default (e.g. ``("preactivation", "hidden")``).
+
+    Every state is a tuple of tensors with the batch on dim 0, on the model's
+    device and dtype, so windows can be selected with ``s[index]``.
+    """
+
+    input_size: int
+    hidden_size: int
+    signals: Sequence[str]
+
+    def initial_state(self, batch_size: int) -> State:
+        """The zero state for ``batch_size`` sequences."""
+
+    def step(self, x: torch.Tensor, state: State, signal: str) -> Tuple[State, torch.Tensor]:
+        """Consumes inputs ``x`` ``(B, D)``; returns the new state and the
+        ``(B, H)`` values of ``signal`` at this step."""
+
+    def readout_input(self, state: State) -> torch.Tensor:
+        """The ``(B, H_top)`` top-layer hidden state that a readout maps to an input."""
+
+
+class TorchRecurrent:
+    """``StepModel`` for PyTorch's RNN, GRU and LSTM modules and cells.
+
+    Re-implements their step equations from the module's own parameters
+    (dropout between layers is not applied: features are measured in eval
+    mode), so the pre-activation of a plain RNN can be read, and any layer
+    of a stack can be the one shown.
+    """
+
+    def __init__(self, module, layer=-1):
+        self.module = module
+        self.kind, is_cell = SUPPORTED[type(module)]
+        if not is_cell and module.bidirectional:
+            raise ValueError(
+                "rnn: bidirectional layers are not supported (a unit's state "
+                "depends on inputs after the window); use a unidirectional module"
+            )
+        if getattr(module, "proj_size", 0):
+            raise ValueError("rnn: LSTM with proj_size > 0 is not supported")
+        self.num_layers = 1 if is_cell else module.num_layers
+        if isinstance(layer, bool) or not isinstance(layer, int) or not -self.num_layers <= layer < self.num_layers:
+            raise ValueError(
+                f"layer: expected an integer in {-self.num_layers}..{self.num_layers - 1} "
+                f"for a {self.num_layers}-layer {type(module).__name__}, got {layer!r}"
+            )
+        self.layer = layer % self.num_layers
+        suffixes = [""] if is_cell else [f"_l{k}" for k in range(self.num_layers)]
+        self.weights = [
+            tuple(getattr(module, f"{name}{s}", None) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            for s in suffixes
+        ]
+        self.input_size = module.input_size
+        self.hidden_size = module.hidden_size
+        self.signals = SIGNALS[self.kind]
+        self.nonlinearity = torch.tanh if getattr(module, "nonlinearity", "tanh") == "tanh" else torch.relu
+
+    def initial_state(self, batch_size):
+        w = self.weights[0][0]
+        count = self.num_layers * (2 if self.kind == "lstm" else 1)
+        return tuple(w.new_zeros(batch_size, self.hidden_size) for _ in range(count))
+
+    def step(self, x, state, signal):
+        hs, cs = list(state[: self.num_layers]), list(state[self.num_layers :])
+        inp, out = x, None
+        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.weights):
+            gi, gh = F.linear(inp, w_ih, b_ih), F.linear(hs[k], w_hh, b_hh)
+            if self.kind == "rnn":
+                pre = gi + gh
+                hs[k] = self.nonlinearity(pre)
+                values = pre if signal == "preactivation" else hs[k]
+            elif self.kind == "gru":
+                i_r, i_z, i_n = gi.chunk(3, 1)
+                h_r, h_z, h_n = gh.chunk(3, 1)
+                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+                n = torch.tanh(i_n + r * h_n)
+                hs[k] = n + z * (hs[k] - n)
+                values = hs[k]
+            else:
+                i, f, g, o = (gi + gh).chunk(4, 1)
+                cs[k] = torch.sigmoid(f) * cs[k] + torch.sigmoid(i) * torch.tanh(g)
+                hs[k] = torch.sigmoid(o) * torch.tanh(cs[k])
+                values = cs[k] if signal == "cell" else hs[k]
+            if k == self.layer:
+                out = values
+            inp = hs[k]
+        return tuple(hs + cs), out
+
+    def readout_input(self, state):
+        return state[self.num_layers - 1]
+
+
+def as_step_model(rnn, layer=-1):
+    """Wraps ``rnn`` as a ``StepModel``; a ``StepModel`` is used as it is.
+
+    Raises:
+      TypeError: ``rnn`` is neither a supported module nor a ``StepModel``.
+      ValueError: bidirectional, projected LSTM, or ``layer`` out of range.
+    """
+    if type(rnn) in SUPPORTED:
+        return TorchRecurrent(rnn, layer)
+    if isinstance(rnn, StepModel):
+        if layer != -1:
+            raise ValueError(
+                "layer: a custom StepModel shows the units it chooses; leave layer at -1"
+            )
+        return rnn
+    names = ", ".join(f"nn.{cls.__name__}" for cls in SUPPORTED)
+    raise TypeError(
+        f"rnn: unsupported type {type(rnn).__name__}; expected one of {names}, "
+        "or an object implementing tensorboard_rnn_units.StepModel"
+    )

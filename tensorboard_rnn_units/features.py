@@ -1,0 +1,405 @@
+"""compute_unit_features: what input each hidden unit likes, and what follows it.
+
+For every probe window the model runs to the window's end; each unit's
+*signal* there (pre-activation, hidden or cell state) becomes a weight
+``w >= 0``, and the unit's features are ``w``-weighted averages of the windows
+and of the model's own ``R``-step rollouts after them. Everything is batched
+over windows and units; sums accumulate over batches, so memory holds one
+batch plus, for the ``"top"`` weighting, the ``(windows, H)`` signals its
+quantile needs.
+"""
+
+import contextlib
+import dataclasses
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from tensorboard_rnn_units import metadata
+from tensorboard_rnn_units.cells import as_step_model
+from tensorboard_rnn_units.probe import Probe
+
+CONTEXTS = ("prefix", "window")
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightedFeatures:
+    """One weighting's per-unit results (float64 tensors on the CPU).
+
+    Attributes:
+      average: ``(H, L, D)`` weighted-average window; zeros for a dead unit.
+      rollout: ``(H, R, D)`` weighted-average rollout, or ``None`` when R = 0.
+      active_fraction: ``(H,)`` fraction of windows with positive weight.
+      effective_sample_size: ``(H,)`` ``(sum w)^2 / (sum w^2 * n)``; low = selective.
+      position_share: ``(H, P)`` share of the unit's weight per window end position.
+      class_weight: ``(H, C)`` mean weight per class, or ``None`` without labels.
+      dead: ``(H,)`` bool, all weights zero.
+    """
+
+    average: torch.Tensor
+    rollout: Optional[torch.Tensor]
+    active_fraction: torch.Tensor
+    effective_sample_size: torch.Tensor
+    position_share: torch.Tensor
+    class_weight: Optional[torch.Tensor]
+    dead: torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitFeatures:
+    """Per-unit features of one model on one probe.
+
+    ``weighted`` maps each weighting name to its ``WeightedFeatures``; the
+    first one's fields are also available directly (``features.average``).
+    """
+
+    weighted: Dict[str, WeightedFeatures]
+    signal_mean: torch.Tensor  # (H,)
+    signal_max: torch.Tensor  # (H,)
+    mean_window: torch.Tensor  # (L, D)
+    mean_rollout: Optional[torch.Tensor]  # (R, D)
+    class_counts: Optional[torch.Tensor]  # (C,) windows per class
+    class_names: Optional[list]
+    signal: str
+    layer: int
+    context: str
+    top_fraction: float
+    num_windows: int
+    display: str
+
+    def __getattr__(self, name):
+        if name in WeightedFeatures.__dataclass_fields__:
+            return getattr(next(iter(self.weighted.values())), name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def units(self):
+        return self.signal_mean.shape[0]
+
+    @property
+    def window(self):
+        return self.mean_window.shape[0]
+
+    @property
+    def input_size(self):
+        return self.mean_window.shape[1]
+
+    @property
+    def rollout_steps(self):
+        return 0 if self.mean_rollout is None else self.mean_rollout.shape[0]
+
+    @property
+    def positions(self):
+        return next(iter(self.weighted.values())).position_share.shape[1]
+
+
+def compute_unit_features(
+    rnn,
+    probe,
+    *,
+    readout=None,
+    rollout=0,
+    layer=-1,
+    signal=None,
+    weighting="relu",
+    top_fraction=0.02,
+    context="prefix",
+    batch_size=8192,
+):
+    """Computes every unit's weighted-average window and rollout on ``probe``.
+
+    Args:
+      rnn: ``nn.RNN``, ``nn.GRU``, ``nn.LSTM`` (unidirectional, any
+        ``num_layers``, either ``batch_first``), one of their cells, or a
+        ``StepModel``.
+      probe: a ``Probe`` with ``D == rnn.input_size``.
+      readout: callable mapping a ``(B, H_top)`` top-layer hidden state (on
+        the model's device and dtype) to a ``(B, D)`` prediction of the next
+        input; needed when ``rollout > 0``.
+      rollout: ``R``, the number of predictions fed back after each window.
+      layer: whose units are shown (``-1``: the top layer).
+      signal: ``"preactivation"`` (default for RNN), ``"hidden"`` (default
+        for GRU/LSTM, allowed for all) or ``"cell"`` (LSTM).
+      weighting: ``"relu"`` (``w = max(signal, 0)``) or ``"top"``
+        (``w = max(signal - q_u, 0)``, ``q_u`` the unit's ``1 - top_fraction``
+        quantile over all windows), or a tuple of both (one forward pass;
+        the first is the default of the result).
+      top_fraction: in ``(0, 1]``, the fraction of windows ``"top"`` keeps.
+      context: ``"prefix"`` runs from a zero state over the whole sequence up
+        to the window's end; ``"window"`` from a zero state at its start.
+      batch_size: windows processed together.
+
+    Returns:
+      ``UnitFeatures``. The model's train/eval mode is restored; parameters,
+      gradients and the global RNG are untouched.
+
+    Raises:
+      TypeError: ``rnn`` or ``probe`` of an unsupported type.
+      ValueError: any other bad argument, naming it, or non-finite results.
+    """
+    model = as_step_model(rnn, layer)
+    if not isinstance(probe, Probe):
+        raise TypeError(f"probe: expected a tensorboard_rnn_units.Probe, got {type(probe).__name__}")
+    if probe.input_size != model.input_size:
+        raise ValueError(
+            f"probe: inputs have D={probe.input_size}, but the rnn's input_size is {model.input_size}"
+        )
+    weightings = (weighting,) if isinstance(weighting, str) else tuple(weighting)
+    if not weightings or len(set(weightings)) != len(weightings) or not set(weightings) <= set(metadata.WEIGHTINGS):
+        raise ValueError(
+            f"weighting: expected one of {metadata.WEIGHTINGS} or a tuple of distinct ones, got {weighting!r}"
+        )
+    signal = model.signals[0] if signal is None else signal
+    if signal not in model.signals:
+        raise ValueError(
+            f"signal: {type(rnn).__name__} offers {tuple(model.signals)}, got {signal!r}"
+        )
+    _check_int("rollout", rollout, 0)
+    if rollout > 0 and not callable(readout):
+        raise ValueError("readout: a callable (B, H_top) -> (B, D) is required when rollout > 0")
+    if not isinstance(top_fraction, (int, float)) or not 0 < top_fraction <= 1:
+        raise ValueError(f"top_fraction: expected a number in (0, 1], got {top_fraction!r}")
+    if context not in CONTEXTS:
+        raise ValueError(f"context: expected one of {CONTEXTS}, got {context!r}")
+    _check_int("batch_size", batch_size, 1)
+
+    with _measuring(rnn, readout):
+        state = model.initial_state(1)[0]
+        walker = _WindowWalker(model, probe, signal, context, batch_size, state.device, state.dtype)
+        thresholds = {"relu": 0.0}
+        if "top" in weightings:
+            signals = torch.cat([b.signal for b in walker.batches(with_state=False)])
+            _check_finite("rnn", signals)
+            thresholds["top"] = _quantile(signals, 1.0 - top_fraction)
+            del signals
+        sums = _Sums(probe, weightings, model.hidden_size, rollout)
+        for batch in walker.batches(with_state=rollout > 0):
+            _check_finite("rnn", batch.signal)
+            predictions = None
+            if rollout > 0:
+                predictions = _roll_out(model, readout, batch.state, rollout, probe.input_size, signal)
+            sums.add(batch, walker.windows(batch), predictions, thresholds)
+    return sums.result(probe, signal, model, context, top_fraction)
+
+
+@dataclasses.dataclass
+class _Batch:
+    sequence: torch.Tensor  # (B,) window's sequence index
+    position: torch.Tensor  # (B,) window's end position minus L
+    signal: torch.Tensor  # (B, H) at the window's last step
+    state: Optional[tuple]  # state after the window, batch on dim 0
+
+
+class _WindowWalker:
+    """Runs the model over the probe's windows in batches."""
+
+    def __init__(self, model, probe, signal, context, batch_size, device, dtype):
+        self.model, self.signal, self.context, self.batch_size = model, signal, context, batch_size
+        self.x, self.window_sequence, self.window_position, self.labels = probe.on(device, dtype)
+        self.window = probe.window
+        # (N, P, D, L) view of every window without copying.
+        self.unfolded = self.x.unfold(1, probe.window, 1)
+
+    def windows(self, batch):
+        """The ``(B, L * D)`` inputs of a batch's windows."""
+        w = self.unfolded[batch.sequence, batch.position]  # (B, D, L)
+        return w.transpose(1, 2).reshape(w.shape[0], -1)
+
+    def batches(self, with_state):
+        if self.context == "window":
+            yield from self._window_batches(with_state)
+        else:
+            yield from self._prefix_batches(with_state)
+
+    def _window_batches(self, with_state):
+        for a in range(0, self.window_sequence.numel(), self.batch_size):
+            seq = self.window_sequence[a : a + self.batch_size]
+            pos = self.window_position[a : a + self.batch_size]
+            xs = self.unfolded[seq, pos]  # (B, D, L)
+            state = self.model.initial_state(seq.numel())
+            for i in range(self.window):
+                state, values = self.model.step(xs[:, :, i], state, self.signal)
+            yield _Batch(seq, pos, values, state if with_state else None)
+
+    def _prefix_batches(self, with_state):
+        """One pass per group of sequences; each window's results are picked at its end step."""
+        n, positions = self.x.shape[0], self.x.shape[1] - self.window + 1
+        per_batch = max(1, self.batch_size // positions)
+        bounds = torch.arange(0, n + per_batch, per_batch, device=self.window_sequence.device).clamp_max(n)
+        starts = torch.searchsorted(self.window_sequence, bounds).tolist()
+        for s0, a, b in zip(bounds.tolist(), starts, starts[1:]):
+            if a == b:
+                continue
+            seq, pos = self.window_sequence[a:b], self.window_position[a:b]
+            local = seq - s0
+            count = int(local.max()) + 1
+            state = self.model.initial_state(count)
+            picked_signal, picked_state = None, None
+            for t in range(1, self.window + int(pos.max()) + 1):
+                state, values = self.model.step(self.x[s0 : s0 + count, t - 1], state, self.signal)
+                if t < self.window:
+                    continue
+                rows = torch.nonzero(pos == t - self.window).squeeze(1)
+                if picked_signal is None:
+                    picked_signal = values.new_empty(b - a, values.shape[1])
+                    picked_state = [s.new_empty(b - a, *s.shape[1:]) for s in state] if with_state else None
+                picked_signal[rows] = values[local[rows]]
+                if with_state:
+                    for p, s in zip(picked_state, state):
+                        p[rows] = s[local[rows]]
+            yield _Batch(seq, pos, picked_signal, tuple(picked_state) if with_state else None)
+
+
+def _roll_out(model, readout, state, steps, input_size, signal):
+    """``(B, R * D)`` predictions fed back as inputs after each window."""
+    predictions = []
+    for r in range(steps):
+        top = model.readout_input(state)
+        y = readout(top)
+        if not isinstance(y, torch.Tensor) or y.shape != (top.shape[0], input_size) or not y.is_floating_point():
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(
+                f"readout: expected a floating tensor of shape (B, D)=({top.shape[0]}, {input_size}), got {got}"
+            )
+        y = y.to(top.dtype)
+        predictions.append(y)
+        if r + 1 < steps:
+            state, _ = model.step(y, state, signal)
+    return torch.stack(predictions, 1).reshape(top.shape[0], -1)
+
+
+class _Sums:
+    """Running sums over window batches, turned into ``UnitFeatures`` at the end."""
+
+    def __init__(self, probe, weightings, units, rollout):
+        self.weightings, self.rollout = weightings, rollout
+        self.count = 0
+        self.class_counts = None
+        zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64)
+        self.window_sum = zeros(probe.window * probe.input_size)
+        self.rollout_sum = zeros(rollout * probe.input_size)
+        self.signal_sum = zeros(units)
+        self.signal_max = torch.full((units,), -torch.inf, dtype=torch.float64)
+        self.by_weighting = {
+            name: {
+                "average": zeros(units, probe.window * probe.input_size),
+                "rollout": zeros(units, rollout * probe.input_size),
+                "weight": zeros(units),
+                "weight_sq": zeros(units),
+                "active": zeros(units),
+                "position": zeros(probe.positions, units),
+                "class": zeros(probe.num_classes, units),
+            }
+            for name in weightings
+        }
+        self.labels = probe.labels
+        if probe.labels is not None:
+            self.class_counts = torch.bincount(
+                probe.labels[probe.window_sequence], minlength=probe.num_classes
+            ).to(torch.float64)
+
+    def add(self, batch, windows, predictions, thresholds):
+        cpu = lambda t: t.to("cpu", torch.float64)
+        self.count += batch.signal.shape[0]
+        self.window_sum += cpu(windows.sum(0))
+        self.signal_sum += cpu(batch.signal.sum(0))
+        self.signal_max = torch.maximum(self.signal_max, cpu(batch.signal.amax(0)))
+        if predictions is not None:
+            self.rollout_sum += cpu(predictions.sum(0))
+        classes = None if self.labels is None else self.labels.to(batch.sequence.device)[batch.sequence]
+        for name in self.weightings:
+            sums = self.by_weighting[name]
+            w = (batch.signal - thresholds[name]).clamp_min(0)
+            wt = w.T
+            sums["average"] += cpu(wt @ windows)
+            if predictions is not None:
+                sums["rollout"] += cpu(wt @ predictions)
+            sums["weight"] += cpu(w.sum(0))
+            sums["weight_sq"] += cpu((w * w).sum(0))
+            sums["active"] += cpu((w > 0).sum(0))
+            sums["position"] += cpu(_sum_by(w, batch.position, sums["position"].shape[0]))
+            if classes is not None:
+                sums["class"] += cpu(_sum_by(w, classes, sums["class"].shape[0]))
+
+    def result(self, probe, signal, model, context, top_fraction):
+        n = self.count
+        weighted = {}
+        for name, sums in self.by_weighting.items():
+            total = sums["weight"]
+            dead = total <= 0
+            safe = torch.where(dead, torch.ones_like(total), total)
+            per_unit = lambda t: torch.where(dead[:, None], torch.zeros_like(t), t / safe[:, None])
+            ess = torch.where(dead, torch.zeros_like(total), total**2 / (sums["weight_sq"].clamp_min(1e-300) * n))
+            weighted[name] = WeightedFeatures(
+                average=per_unit(sums["average"]).reshape(-1, probe.window, probe.input_size),
+                rollout=per_unit(sums["rollout"]).reshape(-1, self.rollout, probe.input_size) if self.rollout else None,
+                active_fraction=sums["active"] / n,
+                effective_sample_size=ess,
+                position_share=per_unit(sums["position"].T),
+                class_weight=None
+                if self.class_counts is None
+                else sums["class"].T / self.class_counts.clamp_min(1)[None, :],
+                dead=dead,
+            )
+            _check_finite("readout", weighted[name].rollout)
+        layer = getattr(model, "layer", -1)
+        return UnitFeatures(
+            weighted=weighted,
+            signal_mean=self.signal_sum / n,
+            signal_max=self.signal_max,
+            mean_window=(self.window_sum / n).reshape(probe.window, probe.input_size),
+            mean_rollout=(self.rollout_sum / n).reshape(self.rollout, probe.input_size) if self.rollout else None,
+            class_counts=self.class_counts,
+            class_names=probe.class_names,
+            signal=signal,
+            layer=layer,
+            context=context,
+            top_fraction=float(top_fraction),
+            num_windows=n,
+            display=probe.display,
+        )
+
+
+def _sum_by(w, index, groups):
+    """``(groups, H)`` sums of the rows of ``w`` ``(B, H)`` grouped by ``index`` ``(B,)``."""
+    return w.new_zeros(groups, w.shape[1]).index_add_(0, index, w)
+
+
+def _quantile(values, q):
+    """Column-wise ``q`` quantile of ``(n, H)`` values, interpolated linearly as
+    ``torch.quantile`` does (which refuses inputs over 16M elements)."""
+    n = values.shape[0]
+    rank = q * (n - 1)
+    lo = int(rank)
+    frac = rank - lo
+    largest = values.topk(n - lo, dim=0).values  # descending; last row is rank lo
+    v_lo = largest[-1]
+    v_hi = largest[-2] if n - lo >= 2 else v_lo
+    return torch.lerp(v_lo, v_hi, frac)
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+
+
+def _check_finite(source, values):
+    if values is not None and not torch.isfinite(values).all():
+        raise ValueError(
+            f"{source}: produced NaN or Inf on the probe; the features would be meaningless"
+        )
+
+
+@contextlib.contextmanager
+def _measuring(*objects):
+    """No grad, eval mode for every ``nn.Module`` among ``objects``, modes restored after."""
+    modes = [(m, m.training) for o in objects if isinstance(o, nn.Module) for m in o.modules()]
+    try:
+        for m, _ in modes:
+            m.training = False
+        with torch.no_grad():
+            yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
