@@ -1,0 +1,219 @@
+"""compute_unit_features against the slow reference in ``reference.py``."""
+
+import pytest
+import torch
+from torch import nn
+
+import tensorboard_rnn_units as rnn_units
+from reference import reference_features
+
+N, T, D, H, L, R, C = 7, 9, 3, 5, 4, 3, 3
+
+
+def _model(kind, **kwargs):
+    torch.manual_seed(1)
+    cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM, "rnncell": nn.RNNCell,
+           "grucell": nn.GRUCell, "lstmcell": nn.LSTMCell}[kind]
+    return cls(D, H, **kwargs).double()
+
+
+def _data(seed=2):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(N, T, D, generator=g), torch.arange(N) % C
+
+
+def _readout():
+    torch.manual_seed(3)
+    return nn.Linear(H, D).double()
+
+
+def _compare(features, ref, weighting):
+    got = features.weighted[weighting]
+    for name in ("average", "rollout", "effective_sample_size", "active_fraction",
+                 "position_share", "class_weight"):
+        expected = ref[name]
+        if expected is None:
+            assert getattr(got, name) is None, name
+        else:
+            torch.testing.assert_close(getattr(got, name), expected.double(), rtol=1e-7, atol=1e-9, msg=name)
+    assert torch.equal(got.dead, ref["dead"])
+    for name in ("signal_mean", "signal_max", "mean_window", "mean_rollout"):
+        if ref[name] is None:
+            assert getattr(features, name) is None
+        else:
+            torch.testing.assert_close(getattr(features, name), ref[name].double(), rtol=1e-7, atol=1e-9, msg=name)
+
+
+CASES = [
+    ("rnn", {}, "preactivation", -1),
+    ("rnn", {"nonlinearity": "relu", "num_layers": 2}, "preactivation", 0),
+    ("rnn", {"num_layers": 2, "batch_first": True}, "preactivation", -1),
+    ("rnn", {"num_layers": 2}, "hidden", 1),
+    ("gru", {"num_layers": 2}, "hidden", 0),
+    ("gru", {"batch_first": True, "bias": False}, "hidden", -1),
+    ("lstm", {"num_layers": 2}, "hidden", -1),
+    ("lstm", {"num_layers": 3}, "cell", 1),
+    ("rnncell", {}, "preactivation", -1),
+    ("grucell", {}, "hidden", -1),
+    ("lstmcell", {}, "cell", -1),
+]
+
+
+@pytest.mark.parametrize("weighting", ["relu", "top"])
+@pytest.mark.parametrize("kind,kwargs,signal,layer", CASES)
+def test_matches_reference(kind, kwargs, signal, layer, weighting):
+    module = _model(kind, **kwargs)
+    x, labels = _data()
+    probe = rnn_units.Probe(x, L, labels=labels)
+    readout = _readout()
+    features = rnn_units.compute_unit_features(
+        module, probe, readout=readout, rollout=R, layer=layer, signal=signal,
+        weighting=weighting, top_fraction=0.2, batch_size=8,
+    )
+    windows = list(zip(probe.window_sequence.tolist(), probe.window_position.tolist()))
+    ref = reference_features(
+        module, probe.sequences.double(), windows, L, signal=signal, layer=layer,
+        weighting=weighting, top_fraction=0.2, readout=readout, rollout=R,
+        labels=labels, num_classes=C,
+    )
+    _compare(features, ref, weighting)
+
+
+@pytest.mark.parametrize("context", ["prefix", "window"])
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_sampled_windows_and_contexts_match_reference(kind, context):
+    module = _model(kind, num_layers=2)
+    x, _ = _data(5)
+    probe = rnn_units.Probe(x, L, max_windows=11, seed=4)
+    readout = _readout()
+    both = rnn_units.compute_unit_features(
+        module, probe, readout=readout, rollout=R, weighting=("top", "relu"),
+        top_fraction=0.3, context=context, batch_size=5,
+    )
+    windows = list(zip(probe.window_sequence.tolist(), probe.window_position.tolist()))
+    signal = "preactivation" if kind == "rnn" else "hidden"
+    for weighting in ("top", "relu"):
+        ref = reference_features(
+            module, probe.sequences.double(), windows, L, signal=signal, layer=-1,
+            weighting=weighting, top_fraction=0.3, readout=readout, rollout=R, context=context,
+        )
+        _compare(both, ref, weighting)
+    assert list(both.weighted) == ["top", "relu"]
+    assert torch.equal(both.average, both.weighted["top"].average)
+
+
+def test_window_context_differs_from_prefix():
+    module = _model("gru")
+    probe = rnn_units.Probe(_data()[0], L)
+    a = rnn_units.compute_unit_features(module, probe, context="prefix", signal="hidden")
+    b = rnn_units.compute_unit_features(module, probe, context="window", signal="hidden")
+    assert not torch.allclose(a.average, b.average)
+
+
+def test_batch_size_does_not_change_results():
+    module = _model("lstm", num_layers=2)
+    probe = rnn_units.Probe(_data()[0], L, labels=_data()[1])
+    kwargs = dict(readout=_readout(), rollout=R, weighting=("top", "relu"))
+    a = rnn_units.compute_unit_features(module, probe, batch_size=1, **kwargs)
+    b = rnn_units.compute_unit_features(module, probe, batch_size=10_000, **kwargs)
+    for w in ("top", "relu"):
+        torch.testing.assert_close(a.weighted[w].average, b.weighted[w].average)
+        torch.testing.assert_close(a.weighted[w].rollout, b.weighted[w].rollout)
+
+
+def test_dead_unit_gets_zeros_not_nan_and_is_flagged():
+    module = _model("rnn")
+    with torch.no_grad():
+        module.bias_ih_l0[:] = 100.0  # every pre-activation positive ...
+        module.bias_ih_l0[2] = -100.0  # ... but unit 2's, always negative
+    probe = rnn_units.Probe(_data()[0], L)
+    f = rnn_units.compute_unit_features(module, probe, readout=_readout(), rollout=R)
+    assert f.dead.tolist() == [False, False, True, False, False]
+    assert torch.all(f.average[2] == 0) and torch.all(f.rollout[2] == 0)
+    assert f.effective_sample_size[2] == 0 and f.active_fraction[2] == 0
+    assert torch.isfinite(f.average).all() and torch.isfinite(f.rollout).all()
+
+
+def test_float32_model_matches_float64():
+    x, labels = _data()
+    m64 = _model("gru", num_layers=2)
+    m32 = _model("gru", num_layers=2).float()
+    probe = rnn_units.Probe(x, L)
+    a = rnn_units.compute_unit_features(m64, probe, weighting="top", top_fraction=0.3)
+    b = rnn_units.compute_unit_features(m32, probe, weighting="top", top_fraction=0.3)
+    torch.testing.assert_close(a.average, b.average, rtol=1e-4, atol=1e-4)
+
+
+def test_quantile_matches_torch_quantile():
+    from tensorboard_rnn_units.features import _quantile
+
+    values = torch.randn(1001, 6, dtype=torch.float64)
+    for q in (0.0, 0.5, 0.98, 0.999, 1.0):
+        torch.testing.assert_close(_quantile(values, q), torch.quantile(values, q, dim=0))
+
+
+def test_leaves_model_mode_parameters_grads_and_rng_untouched():
+    module = _model("lstm", num_layers=2, dropout=0.5)
+    head = _readout()
+    module.train()
+    head.eval()
+    loss = module(torch.rand(4, 2, D, dtype=torch.float64))[0].sum()
+    loss.backward()
+    params = {k: v.clone() for k, v in module.state_dict().items()}
+    grads = {k: p.grad.clone() for k, p in module.named_parameters()}
+    rng = torch.get_rng_state()
+    probe = rnn_units.Probe(_data()[0], L, max_windows=20)
+    a = rnn_units.compute_unit_features(module, probe, readout=head, rollout=R)
+    assert module.training and not head.training
+    assert all(m.training for m in module.modules())
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, params[k])
+    for k, p in module.named_parameters():
+        assert torch.equal(p.grad, grads[k])
+    module.eval()  # no dropout was applied in train mode either
+    b = rnn_units.compute_unit_features(module, probe, readout=head, rollout=R)
+    torch.testing.assert_close(a.average, b.average)
+
+
+class SigmoidRNN(nn.Module):
+    """A custom model implementing the StepModel protocol."""
+
+    signals = ("preactivation", "hidden")
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.cell = nn.Linear(input_size + hidden_size, hidden_size).double()
+
+    def initial_state(self, batch_size):
+        return (torch.zeros(batch_size, self.hidden_size, dtype=torch.float64),)
+
+    def step(self, x, state, signal):
+        pre = self.cell(torch.cat([x, state[0]], 1))
+        h = torch.sigmoid(pre)
+        return (h,), pre if signal == "preactivation" else h
+
+    def readout_input(self, state):
+        return state[0]
+
+
+def test_custom_step_model():
+    torch.manual_seed(0)
+    model = SigmoidRNN(D, H)
+    x, _ = _data()
+    probe = rnn_units.Probe(x, L)
+    f = rnn_units.compute_unit_features(model, probe, weighting="top", top_fraction=0.25)
+    # Reference by hand: run each window's prefix, take the last pre-activation.
+    signals, inputs = [], []
+    for n, p in zip(probe.window_sequence.tolist(), probe.window_position.tolist()):
+        state = model.initial_state(1)
+        for t in range(p + L):
+            state, pre = model.step(x[n, t][None].double(), state, "preactivation")
+        signals.append(pre[0].detach())
+        inputs.append(x[n, p : p + L].double())
+    S, X = torch.stack(signals), torch.stack(inputs)
+    w = (S - torch.quantile(S, 0.75, dim=0)).clamp_min(0)
+    expected = torch.einsum("wu,wld->uld", w, X) / w.sum(0)[:, None, None]
+    torch.testing.assert_close(f.average, expected)
+    assert f.signal == "preactivation"
