@@ -73,6 +73,13 @@ def main():
             device, args.repeat,
         )
         print(f"compute_unit_features weighting={weighting}: {ours:.3f} s  ratio {ours / bare:.2f}x")
+    if device.type != "cpu":
+        # Same features on the CPU: the device path must not change the picture.
+        on_device = rnn_units.compute_unit_features(rnn, probe, readout=readout, rollout=R, weighting="top")
+        rnn.cpu(), head.cpu()
+        on_cpu = rnn_units.compute_unit_features(rnn, probe, readout=readout, rollout=R, weighting="top")
+        diff = (on_device.average - on_cpu.average).abs().max().item()
+        print(f"max |average({device}) - average(cpu)| = {diff:.2e}")
 
 
 if __name__ == "__main__":
