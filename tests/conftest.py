@@ -1,0 +1,70 @@
+"""Event files shared by the backend tests, written once through the project's API."""
+
+import json
+import pathlib
+from typing import NamedTuple
+
+import pytest
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+import support
+import tensorboard_rnn_units as rnn_units
+from tensorboard_rnn_units import metadata
+
+# More steps than either loader keeps of a third-party plugin by default.
+MANY_STEPS = 520
+FUTURE_TAG = "rnn/future"
+
+
+@pytest.fixture(scope="session")
+def logdir(tmp_path_factory):
+    """A logdir with three runs, returned as a ``Logdir``.
+
+    - ``train``: ``MANY_STEPS`` steps of ``support.TAG``;
+    - ``resized``: steps 0-2 of a 4-unit RNN, then 3-5 of a 5-unit one, one tag;
+    - ``mixed``: one step of ``support.TAG`` and one of ``FUTURE_TAG``, whose
+      format version is newer than this package's.
+    """
+    path = tmp_path_factory.mktemp("logdir")
+    train = support.write_run(path, "train", range(MANY_STEPS))
+    resized = _write_resized(path / "resized")
+    _write_mixed(path / "mixed", train[0])
+    return Logdir(path, train, resized)
+
+
+class Logdir(NamedTuple):
+    """What ``logdir`` wrote: ``{step: UnitFeatures}`` per run."""
+
+    path: pathlib.Path
+    train: dict
+    resized: dict
+    future_tag: str = FUTURE_TAG
+
+
+def _write_resized(run_dir):
+    probe = rnn_units.Probe(torch.randn(3, 8, 2), window=3)
+    torch.manual_seed(1)
+    small, large = torch.nn.RNN(2, 4, batch_first=True), torch.nn.RNN(2, 5, batch_first=True)
+    logged = {}
+    with SummaryWriter(run_dir) as writer:
+        for step in range(6):
+            rnn = small if step < 3 else large
+            logged[step] = rnn_units.add_rnn_units(writer, support.TAG, rnn, probe, global_step=step)
+    return logged
+
+
+def _write_mixed(run_dir, features):
+    future = rnn_units.rnn_units_pb(FUTURE_TAG, features)
+    value = future.value[0]
+    value.metadata.plugin_data.content = _newer(value.metadata.plugin_data.content)
+    value.tensor.string_val[0] = _newer(value.tensor.string_val[0])
+    with SummaryWriter(run_dir) as writer:
+        rnn_units.add_unit_features(writer, support.TAG, features, global_step=0)
+        writer._get_file_writer().add_summary(future, global_step=0)
+
+
+def _newer(blob):
+    content = json.loads(blob)
+    content["version"] = metadata.VERSION + 1
+    return json.dumps(content).encode("utf-8")

@@ -1,0 +1,155 @@
+"""Helpers shared by the tests: write real event files, run the real ``tensorboard``.
+
+Import as ``import support`` (pytest puts ``tests/`` on ``sys.path``).
+"""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+import tensorboard_rnn_units as rnn_units
+
+TAG = "rnn/units"
+CLASS_NAMES = ["low", "high"]
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=60.0, interval=0.2, what=None):
+    """Polls ``predicate()`` until it returns something truthy, and returns that.
+
+    Raises:
+      TimeoutError: ``predicate`` stayed falsy for ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+    return result
+
+
+def get(url, timeout=30.0):
+    """``(status, body bytes)`` of a GET, HTTP errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@contextlib.contextmanager
+def tensorboard(logdir, load_fast, extra_args=(), timeout=90.0):
+    """Runs the real ``tensorboard`` command on a free loopback port.
+
+    Yields the base URL (``http://127.0.0.1:PORT``) once TensorBoard serves
+    and lists this plugin; the process is stopped on exit (terminate, then
+    kill). Reloads the logdir every second so new data shows up fast.
+
+    Args:
+      logdir: the directory of runs.
+      load_fast: ``True`` for RustBoard (the default loader), ``False`` for
+        the Python loader.
+      extra_args: more command-line arguments, e.g.
+        ``("--samples_per_plugin", "rnn_units=20")``.
+    """
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "tensorboard.main",
+        "--logdir", str(logdir),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        f"--load_fast={'true' if load_fast else 'false'}",
+        "--reload_interval", "1",
+        *extra_args,
+    ]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+
+            def serving():
+                if process.poll() is not None:
+                    log.seek(0)
+                    output = log.read().decode(errors="replace")
+                    raise RuntimeError(f"tensorboard exited with {process.returncode}:\n{output}")
+                try:
+                    status, body = get(f"{base_url}/data/plugins_listing", timeout=5)
+                except OSError:  # not listening yet
+                    return False
+                return status == 200 and b'"rnn_units"' in body
+
+            wait_for(serving, timeout, what=f"tensorboard on {base_url}")
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def write_run(
+    logdir,
+    run,
+    steps,
+    tag=TAG,
+    units=6,
+    input_size=3,
+    window=4,
+    length=10,
+    rollout=3,
+    variants=3,
+    seed=0,
+):
+    """Writes real event files for ``run`` through the project's summary API.
+
+    ``variants`` tiny random ``nn.RNN`` models are measured with
+    ``add_rnn_units`` on a small labelled probe; later steps reuse those
+    features with ``add_unit_features`` in turn, so hundreds of steps take a
+    few seconds and neighbouring steps differ.
+
+    Args:
+      steps: the global steps to log, increasing.
+
+    Returns:
+      ``{step: UnitFeatures}`` of what was logged.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    sequences = torch.randn(8, length, input_size, generator=generator)
+    labels = (sequences[:, :, 0].mean(dim=1) > 0).long()
+    probe = rnn_units.Probe(sequences, window=window, labels=labels, class_names=CLASS_NAMES)
+    torch.manual_seed(seed)
+    models = [
+        (torch.nn.RNN(input_size, units, batch_first=True), torch.nn.Linear(units, input_size))
+        for _ in range(variants)
+    ]
+    logged, computed = {}, []
+    with SummaryWriter(os.path.join(logdir, run)) as writer:
+        for i, step in enumerate(steps):
+            if i < variants:
+                rnn, readout = models[i]
+                features = rnn_units.add_rnn_units(
+                    writer, tag, rnn, probe, readout=readout, rollout=rollout, global_step=step
+                )
+                computed.append(features)
+            else:
+                features = computed[i % variants]
+                rnn_units.add_unit_features(writer, tag, features, global_step=step)
+            logged[step] = features
+    return logged
