@@ -173,7 +173,7 @@ def compute_unit_features(
             _check_finite("rnn", signals)
             thresholds["top"] = _quantile(signals, 1.0 - top_fraction)
             del signals
-        sums = _Sums(probe, weightings, model.hidden_size, rollout)
+        sums = _Sums(probe, weightings, model.hidden_size, rollout, walker.labels)
         for batch in walker.batches(with_state=rollout > 0):
             _check_finite("rnn", batch.signal)
             predictions = None
@@ -272,7 +272,7 @@ def _roll_out(model, readout, state, steps, input_size, signal):
 class _Sums:
     """Running sums over window batches, turned into ``UnitFeatures`` at the end."""
 
-    def __init__(self, probe, weightings, units, rollout):
+    def __init__(self, probe, weightings, units, rollout, labels):
         self.weightings, self.rollout = weightings, rollout
         self.count = 0
         self.class_counts = None
@@ -293,8 +293,8 @@ class _Sums:
             }
             for name in weightings
         }
-        self.labels = probe.labels
-        if probe.labels is not None:
+        self.labels = labels  # (N,) on the model's device, or None
+        if labels is not None:
             self.class_counts = torch.bincount(
                 probe.labels[probe.window_sequence], minlength=probe.num_classes
             ).to(torch.float64)
@@ -307,7 +307,7 @@ class _Sums:
         self.signal_max = torch.maximum(self.signal_max, cpu(batch.signal.amax(0)))
         if predictions is not None:
             self.rollout_sum += cpu(predictions.sum(0))
-        classes = None if self.labels is None else self.labels.to(batch.sequence.device)[batch.sequence]
+        classes = None if self.labels is None else self.labels[batch.sequence]
         for name in self.weightings:
             sums = self.by_weighting[name]
             w = (batch.signal - thresholds[name]).clamp_min(0)
