@@ -1,0 +1,251 @@
+"""``python -m demo``: train the research note's row-predicting RNN on digit
+images and log what each hidden unit has learned, for TensorBoard.
+
+An RNN reads each image one row per step and predicts the next row. Every
+``--log-every`` steps (and at the first and last) it logs, with
+``tensorboard_rnn_units.add_rnn_units``, every unit's weighted-average window
+of ``--window`` rows and ``--rollout``-row rollout, plus the class statistics.
+The run goes to ``<logdir>/<data>`` (previous events there are replaced). At
+the end it prints how many units prefer each digit, how many are dead, and
+how to view the run; with ``--serve`` it serves TensorBoard itself.
+"""
+
+import argparse
+import glob
+import os
+import shlex
+import shutil
+import sys
+import threading
+import time
+
+import numpy as np
+import torch
+import tqdm
+from torch.utils.tensorboard import SummaryWriter
+
+import tensorboard_rnn_units as rnn_units
+from tensorboard_rnn_units import metadata
+
+from demo import data as demo_data
+from demo.model import RowPredictor
+
+TAG = "rnn/units"
+
+# Per data set: 8-row digits get L = R = 4 (half an image each), 28-row
+# MNIST the note's L = R = 10. Logging costs about 0.1 s (digits) and 0.7 s
+# (MNIST, 2000 probe images) per step on 2 CPU cores.
+DATA_DEFAULTS = {
+    "digits": dict(window=4, rollout=4, steps=2000, log_every=100, probe_size=None),
+    "mnist": dict(window=10, rollout=10, steps=3000, log_every=250, probe_size=2000),
+}
+
+
+def parse_args(argv=None):
+    """Parses the command line; per-data-set defaults fill unset options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m demo",
+        description="Train an RNN that reads digit images row by row and predicts the next "
+        "row, and log what each hidden unit has learned for TensorBoard.",
+    )
+    add = parser.add_argument
+    add("--data", choices=sorted(DATA_DEFAULTS), default="digits",
+        help="digits (default): scikit-learn's embedded 8x8 digits, no network; "
+        "mnist: 28x28 MNIST idx files from --mnist-dir")
+    add("--mnist-dir", default=os.path.join("data", "mnist"), metavar="DIR",
+        help="directory with the MNIST .gz idx files, downloaded there if missing "
+        "(default: %(default)s)")
+    add("--logdir", default=os.path.join("runs", "demo"),
+        help="TensorBoard log directory; the run is <logdir>/<data> (default: %(default)s)")
+    add("--steps", type=_positive, help="training steps (default: digits 2000, mnist 3000)")
+    add("--batch-size", type=_positive, default=64,
+        help="images per training step (default: %(default)s)")
+    add("--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)")
+    add("--log-every", type=_positive, metavar="K",
+        help="log the units every K steps, and at the first and last (default: digits 100, "
+        "mnist 250)")
+    add("--hidden", type=_positive, default=169,
+        help="hidden units (default: %(default)s, a 13x13 grid)")
+    add("--num-layers", type=_positive, default=1, help="stacked RNN layers (default: 1)")
+    add("--layer", type=int, default=-1,
+        help="whose units are logged (default: -1, the top layer)")
+    add("--window", type=_positive, metavar="L",
+        help="rows per weighted-average window (default: digits 4, mnist 10)")
+    add("--rollout", type=_non_negative, metavar="R",
+        help="rows the model predicts after each window (default: digits 4, mnist 10)")
+    add("--probe-size", type=_positive, metavar="N",
+        help="images in the probe the units are measured on (default: digits all 1797, "
+        "mnist 2000)")
+    add("--weighting", nargs="+", choices=metadata.WEIGHTINGS, default=list(metadata.WEIGHTINGS),
+        help="weightings to log, the first shown by default (default: top relu)")
+    add("--seed", type=int, default=0,
+        help="seed of the model, batches and probe (default: %(default)s)")
+    add("--device", choices=("cpu", "cuda"),
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="where to train (default: cuda when available)")
+    add("--serve", action="store_true", help="after training, serve TensorBoard on 127.0.0.1")
+    add("--port", type=_positive, default=6006, help="port for --serve (default: %(default)s)")
+    args = parser.parse_args(argv)
+    for name, value in DATA_DEFAULTS[args.data].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
+    return value
+
+
+def load_data(args):
+    """The ``demo.data.Dataset`` that ``--data`` names; exits with the
+    loader's message when the MNIST files are missing or bad."""
+    if args.data == "digits":
+        return demo_data.load_digits_rows()
+    try:
+        return demo_data.load_mnist(args.mnist_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"python -m demo: {e}") from None
+
+
+def make_probe(dataset, args):
+    """The fixed probe: ``--probe-size`` images drawn with ``--seed`` (all by default)."""
+    count = len(dataset.sequences)
+    chosen = np.random.default_rng(args.seed).permutation(count)[: args.probe_size or count]
+    chosen.sort()
+    return rnn_units.Probe(
+        dataset.sequences[chosen], window=args.window, labels=dataset.labels[chosen],
+        class_names=list(dataset.class_names), display="image_rows",
+    )
+
+
+def fresh_run_dir(logdir, name):
+    """``<logdir>/<name>``, emptied of the event files of an earlier demo run."""
+    run_dir = os.path.join(logdir, name)
+    old = glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))
+    if old:
+        print(f"Replacing the previous run in {run_dir}")
+    for path in old:
+        os.remove(path)
+    return run_dir
+
+
+def logged_steps(args):
+    """Steps at which the units are logged: 0, every ``--log-every``, the last."""
+    return sorted(set(range(0, args.steps, args.log_every)) | {args.steps})
+
+
+def train(model, dataset, probe, writer, args):
+    """Trains with Adam on random batches, logging the units at
+    ``logged_steps(args)``. Returns the last step's features."""
+    images = torch.as_tensor(dataset.sequences, device=args.device)
+    batches = torch.Generator(device=args.device).manual_seed(args.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    log_at = set(logged_steps(args))
+    features = log_units(writer, model, probe, args, step=0)
+    progress = tqdm.trange(1, args.steps + 1, desc="training", unit="step")
+    for step in progress:
+        index = torch.randint(len(images), (args.batch_size,), device=args.device, generator=batches)
+        loss = model.loss(images[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        writer.add_scalar("loss/train", loss.item(), step)
+        if step in log_at:
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+            features = log_units(writer, model, probe, args, step)
+    return features
+
+
+def log_units(writer, model, probe, args, step):
+    """Logs the units at ``step`` with the project's API; returns the features."""
+    return rnn_units.add_rnn_units(
+        writer, TAG, model.rnn, probe, readout=model.readout, rollout=args.rollout,
+        weightings=tuple(args.weighting), layer=args.layer, global_step=step,
+    )
+
+
+def unit_summary(features):
+    """Text lines: units per preferred class and dead units per weighting.
+
+    A unit's preferred class is the one with the highest mean weight per
+    window of that class (so class sizes do not matter), under ``top`` if
+    logged, else the first weighting; dead units prefer nothing.
+    """
+    name = "top" if "top" in features.weighted else next(iter(features.weighted))
+    weighted = features.weighted[name]
+    preferred = weighted.class_weight[~weighted.dead].argmax(dim=1)
+    counts = torch.bincount(preferred, minlength=len(features.class_names)).tolist()
+    per_class = "  ".join(f"{c}: {n}" for c, n in zip(features.class_names, counts))
+    dead = ", ".join(
+        f"{int(w.dead.sum())} of {features.units} under {n}" for n, w in features.weighted.items()
+    )
+    return [
+        f"Units preferring each class ({name} weighting): {per_class}",
+        f"Dead units (weight zero on every probe window): {dead}",
+    ]
+
+
+def view_command(logdir):
+    """The shell command that views ``logdir`` with this environment's TensorBoard."""
+    # The venv's script when there is one: `make demo` does not activate the venv.
+    script = shutil.which("tensorboard", path=os.path.dirname(sys.executable))
+    script = min(os.path.relpath(script), script, key=len) if script else "tensorboard"
+    return shlex.join([script, "--logdir", logdir])
+
+
+def serve(logdir, port):
+    """Serves TensorBoard on 127.0.0.1:``port`` until interrupted."""
+    from tensorboard import program
+
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port)])
+    try:
+        url = board.launch()
+    except program.TensorBoardServerException as e:
+        raise SystemExit(f"Cannot serve TensorBoard: {e.msg}") from None
+    print(f"TensorBoard is serving the demo at {url}#{metadata.PLUGIN_NAME} (Ctrl+C stops it)",
+          flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("Stopped.")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.monotonic()
+    dataset = load_data(args)
+    rows, width = dataset.sequences.shape[1:]
+    print(f"Data: {dataset.source}.")
+    print(f"Each image is a sequence of {rows} rows of {width} pixels; the units are "
+          f"shown with windows of L={args.window} rows and rollouts of R={args.rollout} rows.")
+    probe = make_probe(dataset, args)
+    print(f"Probe: {probe.num_sequences} images, {probe.num_windows} windows.")
+    torch.manual_seed(args.seed)
+    model = RowPredictor(width, args.hidden, args.num_layers).to(args.device)
+    run_dir = fresh_run_dir(args.logdir, args.data)
+    with SummaryWriter(run_dir) as writer:
+        features = train(model, dataset, probe, writer, args)
+    print(f"Trained {args.steps} steps and logged the units {len(logged_steps(args))} times "
+          f"in {time.monotonic() - start:.1f} s.")
+    for line in unit_summary(features):
+        print(line)
+    print(f"Logdir: {args.logdir} (run {args.data!r}, tag {TAG!r}). "
+          f"View it with: {view_command(args.logdir)}")
+    if args.serve:
+        serve(args.logdir, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
