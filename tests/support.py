@@ -4,8 +4,10 @@ Import as ``import support`` (pytest puts ``tests/`` on ``sys.path``).
 """
 
 import contextlib
+import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -13,10 +15,12 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
 import tensorboard_rnn_units as rnn_units
+from tensorboard_rnn_units import metadata
 
 TAG = "rnn/units"
 CLASS_NAMES = ["low", "high"]
@@ -102,6 +106,34 @@ def tensorboard(logdir, load_fast, extra_args=(), timeout=90.0):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def unpack_wire(buffer):
+    """Decodes the plugin's wire format (docs/CONTRACTS.md), asserting its layout.
+
+    Written from the contract, not from ``wire.py``, so it checks the encoder.
+
+    Returns:
+      ``(header without "arrays", {name: numpy array})``.
+    """
+    (n,) = struct.unpack_from("<I", buffer)
+    header = json.loads(buffer[4 : 4 + n].decode("utf-8"))
+    arrays, end = {}, 4 + n
+    for spec in header.pop("arrays"):
+        offset, size = spec["offset"], int(np.prod(spec["shape"]))
+        assert offset % 8 == 0 and offset >= end and not any(buffer[end:offset])
+        dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+        assert spec["nbytes"] == size * dtype.itemsize
+        arrays[spec["name"]] = np.frombuffer(buffer, dtype, size, offset).reshape(spec["shape"])
+        end = offset + spec["nbytes"]
+    assert end <= len(buffer)
+    return header, arrays
+
+
+def logged_arrays(features, tag=TAG):
+    """The arrays of one step as the summary API encodes them for the event file."""
+    summary = rnn_units.rnn_units_pb(tag, features)
+    return metadata.decode_step(list(summary.value[0].tensor.string_val))[1]
 
 
 def write_run(

@@ -6,9 +6,7 @@ command, with both loaders, is in ``test_tensorboard_process.py``.
 """
 
 import argparse
-import json
 import logging
-import struct
 import subprocess
 import sys
 
@@ -62,28 +60,6 @@ def get_ok(client, route, content_type):
     return response
 
 
-def unpack(buffer):
-    """Decodes the wire format from its description in docs/CONTRACTS.md, checking it."""
-    (n,) = struct.unpack_from("<I", buffer)
-    header = json.loads(buffer[4 : 4 + n].decode("utf-8"))
-    arrays, end = {}, 4 + n
-    for spec in header.pop("arrays"):
-        offset, size = spec["offset"], int(np.prod(spec["shape"]))
-        assert offset % 8 == 0 and offset >= end and not any(buffer[end:offset])
-        dtype = np.dtype(spec["dtype"]).newbyteorder("<")
-        assert spec["nbytes"] == size * dtype.itemsize
-        arrays[spec["name"]] = np.frombuffer(buffer, dtype, size, offset).reshape(spec["shape"])
-        end = offset + spec["nbytes"]
-    assert end <= len(buffer)
-    return header, arrays
-
-
-def logged_arrays(features):
-    """The arrays of one step as the summary API encoded them."""
-    summary = rnn_units.rnn_units_pb(support.TAG, features)
-    return metadata.decode_step(list(summary.value[0].tensor.string_val))[1]
-
-
 def test_plugin_is_listed_with_its_frontend(client):
     listing = client.get("/data/plugins_listing").json["rnn_units"]
     assert listing["enabled"] and listing["tab_name"] == "RNN Units"
@@ -123,10 +99,10 @@ def test_features_round_trip_equals_logged_arrays(client, logdir, step):
     response = get_ok(
         client, f"/features?run=train&tag={support.TAG}&step={step}", "application/octet-stream"
     )
-    header, arrays = unpack(response.get_data())
+    header, arrays = support.unpack_wire(response.get_data())
     assert header["step"] == step and isinstance(header["wall_time"], float)
     assert header["units"] == 6 and header["version"] == metadata.VERSION
-    expected = logged_arrays(logdir.train[step])
+    expected = support.logged_arrays(logdir.train[step])
     assert list(arrays) == list(expected)
     for name, array in expected.items():
         assert arrays[name].dtype == array.dtype, name
@@ -138,7 +114,7 @@ def test_unit_slices_one_unit_across_all_steps(client, logdir):
     response = get_ok(
         client, f"/unit?run=train&tag={support.TAG}&unit={unit}", "application/octet-stream"
     )
-    header, arrays = unpack(response.get_data())
+    header, arrays = support.unpack_wire(response.get_data())
     steps = sorted(logdir.train)
     assert header["unit"] == unit and header["steps"] == steps
     assert len(header["wall_times"]) == len(steps) and header["units"] == 6
@@ -148,7 +124,7 @@ def test_unit_slices_one_unit_across_all_steps(client, logdir):
     assert arrays["signal_max"].shape == (len(steps),)
     assert arrays["mean_window"].shape == (len(steps), 4, 3)
     for i in (0, 1, 2, len(steps) - 1):
-        expected = logged_arrays(logdir.train[steps[i]])
+        expected = support.logged_arrays(logdir.train[steps[i]])
         assert sorted(arrays) == sorted(expected)
         for name, array in expected.items():
             np.testing.assert_array_equal(
@@ -160,11 +136,11 @@ def test_unit_slices_one_unit_across_all_steps(client, logdir):
 
 def test_unit_leaves_out_steps_of_an_older_layout(client, logdir):
     response = get_ok(client, f"/unit?run=resized&tag={support.TAG}&unit=4", "application/octet-stream")
-    header, arrays = unpack(response.get_data())
+    header, arrays = support.unpack_wire(response.get_data())
     assert header["steps"] == [3, 4, 5] and header["units"] == 5
     assert arrays["relu/average"].shape == (3, 3, 2)
     np.testing.assert_array_equal(
-        arrays["relu/average"][0], logged_arrays(logdir.resized[3])["relu/average"][4]
+        arrays["relu/average"][0], support.logged_arrays(logdir.resized[3])["relu/average"][4]
     )
 
 
@@ -278,7 +254,7 @@ def test_wire_pack_aligns_and_converts_to_little_endian():
     }
     # A long header moves the data start across several alignment steps.
     for padding in range(0, 40):
-        header, decoded = unpack(wire.pack({"note": "x" * padding}, arrays))
+        header, decoded = support.unpack_wire(wire.pack({"note": "x" * padding}, arrays))
         assert header == {"note": "x" * padding}
         assert list(decoded) == list(arrays)
         for name, array in arrays.items():

@@ -1,0 +1,80 @@
+"""The real ``tensorboard`` command, with both of its loaders, serving this plugin.
+
+``--load_fast=true`` is RustBoard (the default), ``false`` the Python
+loader; each keeps few steps of a third-party plugin unless told otherwise,
+so seeing every step without flags proves ``RnnUnitsLoader.fix_flags``.
+"""
+
+import json
+import urllib.parse
+
+import numpy as np
+import pytest
+
+import support
+
+LOADERS = pytest.mark.parametrize("load_fast", [True, False], ids=["rustboard", "python"])
+
+
+def fetch(base_url, route, **params):
+    """Body of a plugin route that must answer 200."""
+    url = f"{base_url}/data/plugin/rnn_units{route}?{urllib.parse.urlencode(params)}"
+    status, body = support.get(url, timeout=120)
+    assert status == 200, (url, status, body[:500])
+    return body
+
+
+def steps_when(base_url, run, last_step, timeout=60.0):
+    """The ``/steps`` listing, once TensorBoard has loaded up to ``last_step``."""
+
+    def loaded():
+        status, body = support.get(
+            f"{base_url}/data/plugin/rnn_units/steps?"
+            + urllib.parse.urlencode({"run": run, "tag": support.TAG})
+        )
+        steps = json.loads(body) if status == 200 else []
+        return steps if steps and steps[-1]["step"] == last_step else None
+
+    return support.wait_for(loaded, timeout, what=f"step {last_step} of run {run!r}")
+
+
+def test_rustboard_data_server_is_installed():
+    from tensorboard.data import server_ingester
+
+    assert server_ingester.get_server_binary() is not None
+
+
+@LOADERS
+def test_every_logged_step_is_served_without_flags(logdir, load_fast):
+    with support.tensorboard(logdir.path, load_fast) as base_url:
+        steps = steps_when(base_url, "train", max(logdir.train))
+        assert [s["step"] for s in steps] == sorted(logdir.train)
+
+        tags = json.loads(fetch(base_url, "/tags"))
+        assert sorted(tags) == ["mixed", "resized", "train"]
+        assert list(tags["mixed"]) == [support.TAG]  # the newer-version tag is skipped
+
+        step = steps[-1]["step"]
+        header, arrays = support.unpack_wire(
+            fetch(base_url, "/features", run="train", tag=support.TAG, step=step)
+        )
+        assert header["step"] == step
+        expected = support.logged_arrays(logdir.train[step])
+        assert list(arrays) == list(expected)
+        for name, array in expected.items():
+            np.testing.assert_array_equal(arrays[name], array, err_msg=name)
+
+        header, arrays = support.unpack_wire(
+            fetch(base_url, "/unit", run="train", tag=support.TAG, unit=5)
+        )
+        assert header["steps"] == sorted(logdir.train)
+        np.testing.assert_array_equal(arrays["top/average"][-1], expected["top/average"][5])
+
+
+@LOADERS
+def test_data_written_while_running_appears_and_user_samples_win(tmp_path, load_fast):
+    args = ("--samples_per_plugin", "rnn_units=20")
+    with support.tensorboard(tmp_path, load_fast, extra_args=args) as base_url:
+        support.write_run(tmp_path, "late", range(60))
+        steps = steps_when(base_url, "late", 59)
+        assert len(steps) == 20
