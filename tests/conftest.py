@@ -43,9 +43,10 @@ class Logdir(NamedTuple):
 
 
 def _write_resized(run_dir):
-    probe = rnn_units.Probe(torch.randn(3, 8, 2), window=3)
-    torch.manual_seed(1)
-    small, large = torch.nn.RNN(2, 4, batch_first=True), torch.nn.RNN(2, 5, batch_first=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        probe = rnn_units.Probe(torch.randn(3, 8, 2), window=3)
+        small, large = torch.nn.RNN(2, 4, batch_first=True), torch.nn.RNN(2, 5, batch_first=True)
     logged = {}
     with SummaryWriter(run_dir) as writer:
         for step in range(6):

@@ -166,11 +166,12 @@ def write_run(
     sequences = torch.randn(8, length, input_size, generator=generator)
     labels = (sequences[:, :, 0].mean(dim=1) > 0).long()
     probe = rnn_units.Probe(sequences, window=window, labels=labels, class_names=CLASS_NAMES)
-    torch.manual_seed(seed)
-    models = [
-        (torch.nn.RNN(input_size, units, batch_first=True), torch.nn.Linear(units, input_size))
-        for _ in range(variants)
-    ]
+    with torch.random.fork_rng():  # seeded models; the caller's RNG untouched
+        torch.manual_seed(seed)
+        models = [
+            (torch.nn.RNN(input_size, units, batch_first=True), torch.nn.Linear(units, input_size))
+            for _ in range(variants)
+        ]
     logged, computed = {}, []
     with SummaryWriter(os.path.join(logdir, run)) as writer:
         for i, step in enumerate(steps):
