@@ -1,10 +1,12 @@
 """The rnn_units summary format: the one place that knows it.
 
-One logged step of one tag is a *blob sequence* (a rank-1 string tensor):
+One logged step of one tag is a *blob sequence* (a rank-1 string tensor) of
+two blobs, so a reader fetches a step in two reads:
 
 - blob 0: a UTF-8 JSON header ``{"version": 1, "arrays": [{"name", "dtype",
-  "shape"}, ...], **description}``;
-- blob ``i >= 1``: the raw little-endian, C-order bytes of ``arrays[i - 1]``.
+  "shape", "offset", "nbytes"}, ...], **description}``;
+- blob 1: every array's raw little-endian, C-order bytes, array ``i`` at
+  byte ``arrays[i]["offset"]`` of the blob (a multiple of 8).
 
 The ``SummaryMetadata`` plugin content is the UTF-8 JSON ``description``
 alone (``version`` included, no ``arrays``), so a tag's shapes are known
@@ -75,34 +77,53 @@ def create_summary_metadata(description, display_name="", summary_description=""
     )
 
 
+# Description keys every reader relies on, each a non-negative integer.
+SIZE_KEYS = ("units", "window", "rollout", "input_size", "positions")
+
+
 def parse_plugin_metadata(content):
     """Parses plugin content bytes into the description dict.
 
     Raises:
-      ValueError: not a JSON object with an integer ``version``, or a
-        version newer than this package understands.
+      ValueError: not a JSON object with an integer ``version``, a version
+        newer than this package understands, or a missing size or weighting.
     """
-    return _parse_json_object(content, "plugin content")
+    description = _parse_json_object(content, "plugin content")
+    for key in SIZE_KEYS:
+        value = description.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"plugin content: {key!r} must be a non-negative integer, got {value!r}")
+    weightings = description.get("weightings")
+    if not isinstance(weightings, list) or not weightings or not set(weightings) <= set(WEIGHTINGS):
+        raise ValueError(f"plugin content: 'weightings' must be a non-empty list of {WEIGHTINGS}, got {weightings!r}")
+    return description
 
 
 def encode_step(description, arrays):
-    """Encodes one step as the list of blobs described in the module docstring.
+    """Encodes one step as the two blobs described in the module docstring.
 
     Args:
       description: the tag's description dict (JSON-serialisable).
       arrays: ordered mapping of name to numpy array with a dtype in ``DTYPES``.
     """
-    specs, blobs = [], []
+    specs, chunks, offset = [], [], 0
     for name, array in arrays.items():
         array = np.ascontiguousarray(array)
         if array.dtype.name not in DTYPES:
             raise ValueError(
                 f"array {name!r}: dtype must be one of {DTYPES}, got {array.dtype}"
             )
-        specs.append({"name": name, "dtype": array.dtype.name, "shape": list(array.shape)})
-        blobs.append(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        padding = -offset % 8
+        chunks += [b"\0" * padding, data]
+        offset += padding
+        specs.append(
+            {"name": name, "dtype": array.dtype.name, "shape": list(array.shape),
+             "offset": offset, "nbytes": len(data)}
+        )
+        offset += len(data)
     header = dict(description, version=VERSION, arrays=specs)
-    return [json.dumps(header, sort_keys=True).encode("utf-8")] + blobs
+    return [json.dumps(header, sort_keys=True).encode("utf-8"), b"".join(chunks)]
 
 
 def decode_header(blob):
@@ -122,6 +143,7 @@ def decode_header(blob):
             or spec.get("dtype") not in DTYPES
             or not isinstance(spec.get("shape"), list)
             or not all(isinstance(n, int) and n >= 0 for n in spec["shape"])
+            or not all(isinstance(spec.get(k), int) and spec[k] >= 0 for k in ("offset", "nbytes"))
         ):
             raise ValueError(f"step header: malformed array spec {spec!r}")
     return header
@@ -131,27 +153,25 @@ def decode_step(blobs):
     """Inverse of ``encode_step``: returns ``(header, {name: numpy array})``.
 
     Raises:
-      ValueError: wrong number of blobs, or a blob whose size does not match
-        its declared dtype and shape.
+      ValueError: not two blobs, or an array whose declared size does not
+        match its dtype and shape or lies outside the data blob.
     """
-    if not blobs:
-        raise ValueError("step has no blobs; expected a header blob")
+    if len(blobs) != 2:
+        raise ValueError(f"step has {len(blobs)} blobs, expected 2 (header, data)")
     header = decode_header(blobs[0])
-    specs = header["arrays"]
-    if len(blobs) != len(specs) + 1:
-        raise ValueError(
-            f"step has {len(blobs) - 1} array blobs, header declares {len(specs)}"
-        )
+    data = blobs[1]
     arrays = {}
-    for spec, blob in zip(specs, blobs[1:]):
+    for spec in header["arrays"]:
         dtype = np.dtype(spec["dtype"]).newbyteorder("<")
         expected = dtype.itemsize * int(np.prod(spec["shape"], dtype=np.int64))
-        if len(blob) != expected:
+        start, nbytes = spec["offset"], spec["nbytes"]
+        if nbytes != expected or start + nbytes > len(data):
             raise ValueError(
-                f"array {spec['name']!r}: {len(blob)} bytes, expected {expected} "
-                f"for {spec['dtype']} {spec['shape']}"
+                f"array {spec['name']!r}: {nbytes} bytes at offset {start} of a "
+                f"{len(data)}-byte data blob, expected {expected} for "
+                f"{spec['dtype']} {spec['shape']}"
             )
-        arrays[spec["name"]] = np.frombuffer(blob, dtype=dtype).reshape(spec["shape"])
+        arrays[spec["name"]] = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=start).reshape(spec["shape"])
     return header, arrays
 
 

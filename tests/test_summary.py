@@ -110,8 +110,15 @@ def test_add_rnn_units_logs_both_weightings_top_first(tmp_path):
 
 
 def test_parse_rejects_newer_versions_and_garbage():
-    content = metadata.create_summary_metadata({"units": 2}).plugin_data.content
+    sizes = dict(units=2, window=3, rollout=0, input_size=4, positions=5, weightings=["top"])
+    content = metadata.create_summary_metadata(sizes).plugin_data.content
     assert metadata.parse_plugin_metadata(content)["units"] == 2
+    missing = metadata.create_summary_metadata(dict(sizes, units=None)).plugin_data.content
+    with pytest.raises(ValueError, match=r"'units' must be a non-negative integer, got None"):
+        metadata.parse_plugin_metadata(missing)
+    unknown = metadata.create_summary_metadata(dict(sizes, weightings=["softmax"])).plugin_data.content
+    with pytest.raises(ValueError, match=r"'weightings' must be a non-empty list"):
+        metadata.parse_plugin_metadata(unknown)
     newer = json.dumps({"version": metadata.VERSION + 1}).encode()
     with pytest.raises(ValueError, match=r"newer than this tensorboard_rnn_units understands"):
         metadata.parse_plugin_metadata(newer)
@@ -122,10 +129,14 @@ def test_parse_rejects_newer_versions_and_garbage():
 
 
 def test_decode_step_rejects_inconsistent_blobs():
-    blobs = metadata.encode_step({"units": 1}, {"a": np.zeros((2, 3), np.float16)})
-    with pytest.raises(ValueError, match=r"array 'a': 11 bytes, expected 12 for float16 \[2, 3\]"):
+    arrays = {"a": np.zeros(3, np.uint8), "b": np.arange(6, dtype=np.float16).reshape(2, 3)}
+    blobs = metadata.encode_step({"units": 1}, arrays)
+    header, decoded = metadata.decode_step(blobs)
+    assert [s["offset"] for s in header["arrays"]] == [0, 8]
+    np.testing.assert_array_equal(decoded["b"], arrays["b"])
+    with pytest.raises(ValueError, match=r"array 'b': 12 bytes at offset 8 of a 19-byte data blob"):
         metadata.decode_step([blobs[0], blobs[1][:-1]])
-    with pytest.raises(ValueError, match=r"step has 0 array blobs, header declares 1"):
+    with pytest.raises(ValueError, match=r"step has 1 blobs, expected 2"):
         metadata.decode_step(blobs[:1])
     with pytest.raises(ValueError, match=r"dtype must be one of"):
         metadata.encode_step({}, {"a": np.zeros(2, np.float64)})
