@@ -1,0 +1,40 @@
+// Tiny DOM builder. Strings become text nodes, never HTML, so run, tag and
+// class names from the logs cannot inject markup.
+
+/**
+ * el("button", {class: "icon", title: "Next"}, "›") -> <button class="icon" title="Next">›</button>
+ * Attributes whose value is null/undefined/false are skipped; `true` sets an empty attribute.
+ */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    node.setAttribute(name, value === true ? "" : String(value));
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+/** Replaces a <select>'s options with `values` (text only) and selects `selected`. */
+export function setOptions(select, values, selected) {
+  const current = Array.from(select.options, (o) => o.value);
+  if (current.length !== values.length || current.some((v, i) => v !== values[i])) {
+    // Rebuilt only on change: replacing the options closes an open dropdown.
+    select.replaceChildren(...values.map((v) => el("option", {value: v}, v)));
+  }
+  select.value = selected;
+}
+
+/** Formats a number compactly for labels: 3 significant digits, no exponent below 1e5. */
+export function fmt(value, digits = 3) {
+  if (!Number.isFinite(value)) return String(value);
+  if (value !== 0 && (Math.abs(value) >= 1e5 || Math.abs(value) < 1e-3)) {
+    return value.toExponential(digits - 1);
+  }
+  return String(Number(value.toPrecision(digits)));
+}
+
+/** Formats a fraction in [0, 1] as a percentage. */
+export function pct(value) {
+  return Number.isFinite(value) ? `${fmt(100 * value)}%` : String(value);
+}
