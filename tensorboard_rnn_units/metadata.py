@@ -106,24 +106,41 @@ def encode_step(description, arrays):
       description: the tag's description dict (JSON-serialisable).
       arrays: ordered mapping of name to numpy array with a dtype in ``DTYPES``.
     """
+    specs, data = pack_arrays(arrays)
+    header = dict(description, version=VERSION, arrays=specs)
+    return [json.dumps(header, sort_keys=True).encode("utf-8"), data]
+
+
+def pack_arrays(arrays):
+    """Lays arrays out back to back, each at a multiple of 8 bytes.
+
+    Args:
+      arrays: ordered mapping of name to numpy array with a dtype in ``DTYPES``.
+
+    Returns:
+      ``(specs, data)``: ``[{"name", "dtype", "shape", "offset", "nbytes"}]``
+      and the little-endian, C-order bytes with zero padding between arrays.
+
+    Raises:
+      ValueError: an array has another dtype.
+    """
     specs, chunks, offset = [], [], 0
     for name, array in arrays.items():
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array)
         if array.dtype.name not in DTYPES:
             raise ValueError(
                 f"array {name!r}: dtype must be one of {DTYPES}, got {array.dtype}"
             )
-        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
         padding = -offset % 8
-        chunks += [b"\0" * padding, data]
+        chunks += [bytes(padding), data]
         offset += padding
         specs.append(
             {"name": name, "dtype": array.dtype.name, "shape": list(array.shape),
              "offset": offset, "nbytes": len(data)}
         )
         offset += len(data)
-    header = dict(description, version=VERSION, arrays=specs)
-    return [json.dumps(header, sort_keys=True).encode("utf-8"), b"".join(chunks)]
+    return specs, b"".join(chunks)
 
 
 def decode_header(blob):

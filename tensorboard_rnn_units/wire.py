@@ -15,11 +15,7 @@ Nested JSON lists would be about 30 times slower to encode and parse.
 import json
 import struct
 
-import numpy as np
-
-from tensorboard_rnn_units.metadata import DTYPES
-
-_ALIGN = 8
+from tensorboard_rnn_units import metadata
 
 
 def pack(header, arrays):
@@ -27,49 +23,22 @@ def pack(header, arrays):
 
     Args:
       header: dict of JSON values; its ``"arrays"`` key, if any, is replaced.
-      arrays: ordered mapping of name to numpy array with a dtype in ``DTYPES``.
-
-    Returns:
-      The buffer as ``bytes``.
+      arrays: ordered mapping of name to numpy array with a dtype in
+        ``metadata.DTYPES``.
 
     Raises:
       ValueError: an array has another dtype.
     """
-    blobs = []
-    for name, array in arrays.items():
-        array = np.asarray(array)
-        if array.dtype.name not in DTYPES:
-            raise ValueError(
-                f"array {name!r}: dtype must be one of {DTYPES}, got {array.dtype}"
-            )
-        little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-        blobs.append((name, array.dtype.name, list(array.shape), little.tobytes()))
-
+    specs, data = metadata.pack_arrays(arrays)
     # The offsets are in the header, whose length moves the offsets: grow the
     # data start until the header fits before it (a few rounds at most).
     start = 0
     while True:
-        specs, offset, size = [], start, start
-        for name, dtype, shape, data in blobs:
-            specs.append(
-                {"name": name, "dtype": dtype, "shape": shape, "offset": offset,
-                 "nbytes": len(data)}
-            )
-            size = offset + len(data)
-            offset = _aligned(size)
-        encoded = json.dumps(dict(header, arrays=specs)).encode("utf-8")
-        needed = _aligned(4 + len(encoded))
+        shifted = [dict(spec, offset=spec["offset"] + start) for spec in specs]
+        encoded = json.dumps(dict(header, arrays=shifted)).encode("utf-8")
+        needed = -(-(4 + len(encoded)) // 8) * 8
         if needed <= start:
             break
         start = needed
-
-    out = bytearray(size)
-    out[0:4] = struct.pack("<I", len(encoded))
-    out[4 : 4 + len(encoded)] = encoded
-    for spec, (_, _, _, data) in zip(specs, blobs):
-        out[spec["offset"] : spec["offset"] + len(data)] = data
-    return bytes(out)
-
-
-def _aligned(offset):
-    return -(-offset // _ALIGN) * _ALIGN
+    prefix = struct.pack("<I", len(encoded)) + encoded
+    return prefix + bytes(start - len(prefix)) + data
