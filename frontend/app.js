@@ -53,7 +53,16 @@ export class App {
 
   async start() {
     await this.reload();
-    setInterval(() => document.hidden || this.reload(), pollInterval());
+    let busy = false;  // a slow server must not pile up reloads
+    setInterval(async () => {
+      if (busy || document.hidden) return;
+      busy = true;
+      try {
+        await this.reload();
+      } finally {
+        busy = false;
+      }
+    }, pollInterval());
   }
 
   /** Re-reads runs, tags and steps; new steps appear without a page refresh. */

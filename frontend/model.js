@@ -23,7 +23,7 @@ export function fetchUnit(run, tag, unit) {
 }
 
 /** An HTTP or decoding failure, with the server's message when it sent one. */
-export class FetchError extends Error {}
+class FetchError extends Error {}
 
 async function fetchOk(url) {
   const response = await fetch(url);

@@ -112,7 +112,7 @@ export class DetailView {
     const rows = [
       ["Active fraction", pct(stats.activeFraction)],
       ["Effective sample size",
-        Number.isFinite(ess) && numWindows ? `${pct(ess)} (≈${Math.round(ess * numWindows)} windows)` : pct(ess)],
+        Number.isFinite(ess) && numWindows ? `${pct(ess)} of ${numWindows} windows` : pct(ess)],
       ["Mean signal", fmt(stats.signalMean)],
       ["Max signal", fmt(stats.signalMax)],
       ["Dead", stats.dead ? "yes: never active on the probe" : "no"],

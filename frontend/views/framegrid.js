@@ -60,6 +60,10 @@ export class FrameGrid {
 
     frames.forEach((f, i) => {
       const {x, y} = this.rect(i);
+      // A hairline frame keeps near-white cells (differences near 0) apart from the page.
+      ctx.strokeStyle = "#e0e0e0";
+      ctx.lineWidth = 1;
+      ctx.strokeRect(x - 0.5, y - 0.5, cellW + 1, cellH + 1);
       const ax = (i % atlas.cols) * D;
       const ay = Math.floor(i / atlas.cols) * (L + R);
       ctx.drawImage(atlas.canvas, ax, ay, D, L, x, y, cellW, L * sy);

@@ -25,7 +25,7 @@ export class GridView {
   }
 
   /**
-   * frames: one per unit (see model.stepFrames); shape {L, R, D}; step: the
+   * frames: one per unit (see model.frames); shape {L, R, D}; step: the
    * step shown; options: scale, diverging, shared, highlight.
    */
   draw(frames, shape, step, options) {

@@ -1,0 +1,268 @@
+"""The frontend in a real browser: Debian's Chromium, driven by Playwright,
+against the real ``tensorboard`` command serving event files written with
+the project's API. The plugin lives in TensorBoard's iframe, reached through
+the "RNN Units" tab like a user would.
+
+Screenshots go to ``tests/artifacts/`` (look at them: a test can pass on a
+page that looks wrong).
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import urllib.parse
+
+import pytest
+
+import support
+
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
+
+UNITS = 169                           # a 13 x 13 grid
+# 41 logged steps, 5 apart. write_run repeats 3 sets of features, so step
+# index i looks like index i % 3: the first and last steps (0 and 40) differ.
+STEPS = list(range(0, 205, 5))
+XSS_RUN = "<img src=x onerror=alert(1)>"
+GROWING_RUN = "growing"               # gains steps while a test watches
+
+pytestmark = pytest.mark.skipif(
+    not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM} (make chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("browser_logdir")
+    support.write_run(path, "train", STEPS, units=UNITS, input_size=6, window=5, length=12,
+                      rollout=3)
+    support.write_run(path, XSS_RUN, [0, 1], units=4)
+    support.write_run(path, GROWING_RUN, [0, 1, 2], units=4)
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_url(logdir):
+    with support.tensorboard(logdir, load_fast=True) as url:
+        wait_for_steps(url, "train", STEPS[-1])
+        wait_for_steps(url, XSS_RUN, 1)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium_profile")),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        # Runs in every frame: the plugin's iframe then looks for new steps every second.
+        context.add_init_script("localStorage.setItem('rnn_units.poll_ms', '1000')")
+        yield context
+        context.close()
+
+
+class Tab:
+    """The TensorBoard page with the plugin's tab open, and what it reported."""
+
+    def __init__(self, page):
+        self.page = page
+        self.frame = page.frame_locator("iframe")
+        self.dialogs = []   # JavaScript alert/confirm/prompt messages: none expected
+        self.errors = []    # uncaught exceptions in any frame
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def get(self, testid):
+        return self.frame.get_by_test_id(testid)
+
+    @property
+    def grid(self):
+        return self.get("unit-grid")
+
+    def show_run(self, run):
+        """Selects `run` and waits until its latest step is drawn."""
+        self.get("run-select").select_option(run)
+        expect(self.grid).to_have_attribute("data-step", str(self.latest_step(run)), timeout=30_000)
+
+    def latest_step(self, run):
+        return {"train": STEPS[-1], XSS_RUN: 1, GROWING_RUN: 2}[run]
+
+    def pixels(self):
+        """The grid canvas as a PNG data URL."""
+        return self.grid.evaluate("canvas => canvas.toDataURL()")
+
+    def screenshot(self, name):
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / name))
+
+
+@pytest.fixture
+def tab(browser_context, base_url):
+    page = browser_context.new_page()
+    page.goto(f"{base_url}/#rnn_units")
+    tab = Tab(page)
+    expect(page.get_by_text("RNN Units", exact=False).first).to_be_visible()
+    expect(tab.grid).to_have_attribute("data-step", str(tab.latest_step(XSS_RUN)), timeout=30_000)
+    yield tab
+    page.close()
+    assert tab.errors == []
+
+
+def wait_for_steps(base_url, run, last_step):
+    """Waits until TensorBoard serves `run` up to `last_step`."""
+
+    def loaded():
+        query = urllib.parse.urlencode({"run": run, "tag": support.TAG})
+        status, body = support.get(f"{base_url}/data/plugin/rnn_units/steps?{query}")
+        steps = json.loads(body) if status == 200 else []
+        return steps and steps[-1]["step"] == last_step
+
+    support.wait_for(loaded, 60, what=f"step {last_step} of run {run!r}")
+
+
+def test_tab_shows_a_cell_per_unit(tab):
+    tab.show_run("train")
+    expect(tab.grid).to_have_attribute("data-units", str(UNITS))
+    expect(tab.get("tag-select")).to_have_value(support.TAG)
+    expect(tab.get("weighting-select")).to_have_value("top")  # the default when logged
+    box = tab.grid.bounding_box()
+    assert 0.5 < box["width"] / box["height"] < 2, box  # 13 x 13, near-square
+    tab.screenshot("grid.png")
+
+
+def test_slider_buttons_and_arrow_keys_change_the_step_and_pixels(tab):
+    tab.show_run("train")
+    latest = tab.pixels()
+    slider = tab.get("step-slider")
+    slider.press("Home")  # the native range input moves to its first value
+    expect(tab.grid).to_have_attribute("data-step", str(STEPS[0]))
+    expect(tab.get("step-input")).to_have_value(str(STEPS[0]))
+    first = tab.pixels()
+    assert first != latest
+
+    slider.press("ArrowRight")
+    expect(tab.grid).to_have_attribute("data-step", str(STEPS[1]))
+    assert tab.pixels() != first
+
+    tab.frame.get_by_role("button", name="Next step").click()
+    expect(tab.grid).to_have_attribute("data-step", str(STEPS[2]))
+    tab.frame.get_by_role("button", name="Previous step").click()
+    expect(tab.grid).to_have_attribute("data-step", str(STEPS[1]))
+
+    tab.frame.locator("main").click(position={"x": 5, "y": 5})  # focus off the form fields
+    tab.page.keyboard.press("ArrowRight")
+    expect(tab.grid).to_have_attribute("data-step", str(STEPS[2]))
+    tab.page.keyboard.press("ArrowLeft")
+    expect(tab.grid).to_have_attribute("data-step", str(STEPS[1]))
+
+
+def test_typing_a_step_jumps_to_it_or_the_nearest_logged_one(tab):
+    tab.show_run("train")
+    step_input = tab.get("step-input")
+    step_input.fill(str(STEPS[7]))
+    step_input.press("Enter")
+    expect(tab.grid).to_have_attribute("data-step", str(STEPS[7]))
+    expect(tab.get("step-slider")).to_have_value("7")
+
+    step_input.fill(str(STEPS[3] + 2))  # not logged: 2 from STEPS[3], 3 from STEPS[4]
+    step_input.press("Enter")
+    expect(tab.grid).to_have_attribute("data-step", str(STEPS[3]))
+    expect(tab.frame.get_by_role("status").filter(has_text="nearest")).to_contain_text(
+        str(STEPS[3]))
+
+
+def test_play_advances_through_the_steps(tab):
+    tab.show_run("train")
+    tab.get("step-slider").press("Home")
+    expect(tab.grid).to_have_attribute("data-step", str(STEPS[0]))
+    tab.frame.get_by_role("button", name="Play").click()
+    expect(tab.grid).not_to_have_attribute("data-step", str(STEPS[0]))
+    tab.frame.get_by_role("button", name="Pause").click()
+    expect(tab.frame.get_by_role("button", name="Play")).to_be_visible()
+
+
+def test_clicking_a_cell_opens_the_unit_detail(tab):
+    tab.show_run("train")
+    box = tab.grid.bounding_box()
+    cell = box["width"] / 13
+    tab.grid.click(position={"x": 1.5 * cell, "y": 0.5 * cell})  # row 0, column 1
+
+    detail = tab.get("unit-detail")
+    expect(detail).to_be_visible()
+    expect(detail.get_by_role("heading", name="Unit 1")).to_be_visible()
+    expect(detail).to_contain_text("Active fraction")
+    expect(detail).to_contain_text("Effective sample size")
+    for name in support.CLASS_NAMES:
+        expect(detail.locator(".bar-label", has_text=name)).to_be_visible()
+    expect(detail.locator(".column")).to_have_count(12 - 5 + 1)  # one per window end position
+    filmstrip = detail.locator("canvas.filmstrip")
+    expect(filmstrip).to_be_visible(timeout=60_000)
+    expect(detail).to_contain_text(f"{len(STEPS)} logged steps")
+    tab.screenshot("detail.png")
+
+    # A filmstrip frame shows its step in the grid; the detail follows.
+    filmstrip.click(position={"x": 8, "y": 8})
+    expect(tab.grid).to_have_attribute("data-step", str(STEPS[0]))
+    expect(detail).to_contain_text(f"step {STEPS[0]}")
+
+    tab.page.keyboard.press("Escape")
+    expect(detail).to_be_hidden()
+
+
+def test_weighting_difference_and_shared_scale_change_the_pixels(tab):
+    tab.show_run("train")
+    seen = [tab.pixels()]
+    tab.get("weighting-select").select_option("relu")
+    seen.append(tab.pixels())
+    tab.frame.get_by_label("Difference from mean").check()
+    seen.append(tab.pixels())
+    tab.frame.get_by_label("Shared scale").check()
+    seen.append(tab.pixels())
+    assert len(set(seen)) == len(seen), "a display option left the grid unchanged"
+    expect(tab.frame.locator(".legend")).to_contain_text("difference from the probe mean")
+    tab.screenshot("grid-difference.png")
+
+    width = tab.grid.bounding_box()["width"]
+    zoom = tab.frame.get_by_label("Zoom")
+    zoom.press("End")
+    assert tab.grid.bounding_box()["width"] > width
+
+
+def test_run_names_are_shown_as_text_never_as_html(tab):
+    run_select = tab.get("run-select")
+    expect(run_select).to_have_value(XSS_RUN)  # sorts first, so it is selected on load
+    expect(run_select.locator("option", has_text=XSS_RUN)).to_have_count(1)
+    tab.grid.click(position={"x": 10, "y": 10})
+    expect(tab.get("unit-detail")).to_contain_text(XSS_RUN)
+    assert tab.frame.locator("img").count() == 0
+    assert tab.dialogs == []
+
+
+def test_new_steps_appear_without_a_page_refresh(tab, logdir, base_url):
+    tab.show_run(GROWING_RUN)
+    expect(tab.get("step-slider")).to_have_attribute("max", "2")
+    support.write_run(logdir, GROWING_RUN, [3, 4, 5], units=4)
+    # The user was on the latest step, so the view follows the new latest one.
+    expect(tab.grid).to_have_attribute("data-step", "5", timeout=60_000)
+    expect(tab.get("step-slider")).to_have_attribute("max", "5")
+
+
+def test_empty_logdir_says_how_to_log_data(browser_context, tmp_path):
+    with support.tensorboard(tmp_path, load_fast=True) as url:
+        page = browser_context.new_page()
+        page.goto(f"{url}/data/plugin_entry.html?name=rnn_units")
+        notice = page.get_by_role("status").filter(has_text="No RNN unit data was found")
+        expect(notice).to_contain_text("add_rnn_units")
+        page.close()
