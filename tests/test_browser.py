@@ -7,6 +7,8 @@ Screenshots go to ``tests/artifacts/`` (look at them: a test can pass on a
 page that looks wrong).
 """
 
+import contextlib
+import io
 import json
 import os
 import pathlib
@@ -16,6 +18,7 @@ import urllib.parse
 import pytest
 
 import support
+from demo import __main__ as demo_main
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -33,6 +36,12 @@ UNITS = 169                           # a 13 x 13 grid
 STEPS = list(range(0, 205, 5))
 XSS_RUN = "<img src=x onerror=alert(1)>"
 GROWING_RUN = "growing"               # gains steps while a test watches
+# The digits demo, long enough for its units to look like something (~8 s):
+# its grid is the README's screenshot.
+DEMO_RUN = "digits"
+DEMO_STEPS = 800
+DEMO_ARGS = ("--data", DEMO_RUN, "--steps", str(DEMO_STEPS), "--log-every", "200",
+             "--device", "cpu")
 
 pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM} (make chromium)"
@@ -46,6 +55,8 @@ def logdir(tmp_path_factory):
                       rollout=3)
     support.write_run(path, XSS_RUN, [0, 1], units=4)
     support.write_run(path, GROWING_RUN, [0, 1, 2], units=4)
+    with contextlib.redirect_stdout(io.StringIO()):
+        demo_main.main(["--logdir", str(path), *DEMO_ARGS])
     return path
 
 
@@ -54,6 +65,7 @@ def base_url(logdir):
     with support.tensorboard(logdir, load_fast=True) as url:
         wait_for_steps(url, "train", STEPS[-1])
         wait_for_steps(url, XSS_RUN, 1)
+        wait_for_steps(url, DEMO_RUN, DEMO_STEPS)
         yield url
 
 
@@ -97,7 +109,7 @@ class Tab:
         expect(self.grid).to_have_attribute("data-step", str(self.latest_step(run)), timeout=30_000)
 
     def latest_step(self, run):
-        return {"train": STEPS[-1], XSS_RUN: 1, GROWING_RUN: 2}[run]
+        return {"train": STEPS[-1], XSS_RUN: 1, GROWING_RUN: 2, DEMO_RUN: DEMO_STEPS}[run]
 
     def pixels(self):
         """The grid canvas as a PNG data URL."""
@@ -124,7 +136,7 @@ def wait_for_steps(base_url, run, last_step):
     """Waits until TensorBoard serves `run` up to `last_step`."""
 
     def loaded():
-        query = urllib.parse.urlencode({"run": run, "tag": support.TAG})
+        query = urllib.parse.urlencode({"run": run, "tag": support.TAG})  # the demo's tag too
         status, body = support.get(f"{base_url}/data/plugin/rnn_units/steps?{query}")
         steps = json.loads(body) if status == 200 else []
         return steps and steps[-1]["step"] == last_step
@@ -140,6 +152,14 @@ def test_tab_shows_a_cell_per_unit(tab):
     box = tab.grid.bounding_box()
     assert 0.5 < box["width"] / box["height"] < 2, box  # 13 x 13, near-square
     tab.screenshot("grid.png")
+
+
+def test_demo_grid(tab):
+    """The README's screenshot (docs/screenshot-grid.png is a copy)."""
+    tab.page.set_viewport_size({"width": 1180, "height": 1160})  # the grid fits it at 8 px/value
+    tab.show_run(DEMO_RUN)
+    expect(tab.grid).to_have_attribute("data-units", "169")
+    tab.screenshot("demo-grid.png")
 
 
 def test_slider_buttons_and_arrow_keys_change_the_step_and_pixels(tab):
