@@ -31,9 +31,10 @@ CHROMIUM_ARGS = [
 ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
 
 UNITS = 169                           # a 13 x 13 grid
-# 41 logged steps, 5 apart. write_run repeats 3 sets of features, so step
-# index i looks like index i % 3: the first and last steps (0 and 40) differ.
-STEPS = list(range(0, 205, 5))
+# 521 logged steps, 5 apart: more than either loader keeps by default. write_run
+# repeats 3 sets of features, so step index i looks like index i % 3; the first
+# and the last (index 520) differ.
+STEPS = list(range(0, 2605, 5))
 XSS_RUN = "<img src=x onerror=alert(1)>"
 GROWING_RUN = "growing"               # gains steps while a test watches
 # The digits demo, long enough for its units to look like something (~8 s):
@@ -120,16 +121,24 @@ class Tab:
         self.page.screenshot(path=str(ARTIFACTS / name))
 
 
-@pytest.fixture
-def tab(browser_context, base_url):
+@contextlib.contextmanager
+def open_tab(browser_context, base_url):
+    """A new page on TensorBoard's RNN Units tab, once it has drawn the first run."""
     page = browser_context.new_page()
+    tab = Tab(page)  # listening before the page loads
     page.goto(f"{base_url}/#rnn_units")
-    tab = Tab(page)
-    expect(page.get_by_text("RNN Units", exact=False).first).to_be_visible()
+    expect(page.get_by_text("RNN Units").first).to_be_visible()
     expect(tab.grid).to_have_attribute("data-step", str(tab.latest_step(XSS_RUN)), timeout=30_000)
     yield tab
     page.close()
     assert tab.errors == []
+    assert tab.dialogs == []
+
+
+@pytest.fixture
+def tab(browser_context, base_url):
+    with open_tab(browser_context, base_url) as tab:
+        yield tab
 
 
 def wait_for_steps(base_url, run, last_step):
@@ -145,6 +154,8 @@ def wait_for_steps(base_url, run, last_step):
 
 
 def test_tab_shows_a_cell_per_unit(tab):
+    runs = tab.get("run-select").locator("option").all_text_contents()
+    assert runs == sorted([XSS_RUN, "train", GROWING_RUN, DEMO_RUN])
     tab.show_run("train")
     expect(tab.grid).to_have_attribute("data-units", str(UNITS))
     expect(tab.get("tag-select")).to_have_value(support.TAG)
@@ -158,7 +169,7 @@ def test_demo_grid(tab):
     """The README's screenshot (docs/screenshot-grid.png is a copy)."""
     tab.page.set_viewport_size({"width": 1180, "height": 1160})  # the grid fits it at 8 px/value
     tab.show_run(DEMO_RUN)
-    expect(tab.grid).to_have_attribute("data-units", "169")
+    expect(tab.grid).to_have_attribute("data-units", "169")  # the demo's --hidden default
     tab.screenshot("demo-grid.png")
 
 
@@ -270,13 +281,24 @@ def test_run_names_are_shown_as_text_never_as_html(tab):
     assert tab.dialogs == []
 
 
-def test_new_steps_appear_without_a_page_refresh(tab, logdir, base_url):
+def test_new_steps_appear_without_a_page_refresh(tab, logdir):
     tab.show_run(GROWING_RUN)
     expect(tab.get("step-slider")).to_have_attribute("max", "2")
     support.write_run(logdir, GROWING_RUN, [3, 4, 5], units=4)
     # The user was on the latest step, so the view follows the new latest one.
     expect(tab.grid).to_have_attribute("data-step", "5", timeout=60_000)
     expect(tab.get("step-slider")).to_have_attribute("max", "5")
+
+
+def test_python_loader_serves_the_same_tab(browser_context, logdir):
+    with support.tensorboard(logdir, load_fast=False) as url:
+        wait_for_steps(url, "train", STEPS[-1])
+        with open_tab(browser_context, url) as tab:
+            tab.show_run("train")
+            expect(tab.grid).to_have_attribute("data-units", str(UNITS))
+            expect(tab.get("step-slider")).to_have_attribute("max", str(len(STEPS) - 1))
+            tab.get("step-slider").press("Home")
+            expect(tab.grid).to_have_attribute("data-step", str(STEPS[0]))
 
 
 def test_empty_logdir_says_how_to_log_data(browser_context, tmp_path):
