@@ -12,9 +12,11 @@ import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import urllib.parse
 
+import numpy as np
 import pytest
 
 import support
@@ -288,6 +290,28 @@ def test_new_steps_appear_without_a_page_refresh(tab, logdir):
     # The user was on the latest step, so the view follows the new latest one.
     expect(tab.grid).to_have_attribute("data-step", "5", timeout=60_000)
     expect(tab.get("step-slider")).to_have_attribute("max", "5")
+
+
+def test_frontend_decodes_the_wire_format_like_numpy(tab, base_url):
+    """model.js (float16 through a lookup table, 8-aligned views) on a real /features answer."""
+    query = {"run": "train", "tag": support.TAG, "step": STEPS[-1]}
+    status, body = support.get(
+        f"{base_url}/data/plugin/rnn_units/features?{urllib.parse.urlencode(query)}")
+    assert status == 200
+    _, expected = support.unpack_wire(body)
+    plugin_frame = tab.page.frame(url=re.compile(r"plugin_entry\.html"))
+    decoded = plugin_frame.evaluate("""async ({run, tag, step}) => {
+        const model = await import("./static/model.js");
+        const {header, arrays} = await model.fetchFeatures(run, tag, step);
+        const plain = ([name, a]) => [name, {shape: a.shape, data: Array.from(a.data)}];
+        return {step: header.step, arrays: Object.fromEntries(Object.entries(arrays).map(plain))};
+    }""", query)
+    assert decoded["step"] == STEPS[-1]
+    assert sorted(decoded["arrays"]) == sorted(expected)
+    for name, array in expected.items():
+        assert decoded["arrays"][name]["shape"] == list(array.shape), name
+        np.testing.assert_array_equal(
+            np.array(decoded["arrays"][name]["data"]), array.astype(np.float64).ravel(), name)
 
 
 def test_python_loader_serves_the_same_tab(browser_context, logdir):
