@@ -123,7 +123,7 @@ function pixelScale(L, R, D, scale) {
 }
 
 /** {lo, hi} over the finite values of the given arrays; symmetric about 0 when diverging. */
-export function valueRange(arrays, diverging) {
+function valueRange(arrays, diverging) {
   let lo = Infinity;
   let hi = -Infinity;
   for (const values of arrays) {
