@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
@@ -24,6 +25,13 @@ from tensorboard_rnn_units import metadata
 
 TAG = "rnn/units"
 CLASS_NAMES = ["low", "high"]
+
+# The MNIST test split the team provides beside the project (never committed).
+SHARED_MNIST = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
+needs_shared_mnist = pytest.mark.skipif(
+    not os.path.exists(os.path.join(SHARED_MNIST, "t10k-images-idx3-ubyte.gz")),
+    reason=f"the MNIST test split is not at {SHARED_MNIST}",
+)
 
 
 def free_port():

@@ -22,7 +22,7 @@ from tensorboard_rnn_units import metadata
 import support
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
-SHARED_MNIST = os.path.join(REPO, "..", "shared", "data", "mnist")
+SHARED_MNIST = support.SHARED_MNIST
 
 # A few seconds in all: 4 logged steps (0, 2, 4, 6) of 12 units.
 TINY_DIGITS_ARGS = (
@@ -93,10 +93,7 @@ def test_rerun_replaces_the_previous_run(tmp_path):
     assert sorted(read_steps(tmp_path / "digits")) == [0, 2, 3]
 
 
-@pytest.mark.skipif(
-    not os.path.exists(os.path.join(SHARED_MNIST, "t10k-images-idx3-ubyte.gz")),
-    reason=f"the MNIST test split is not at {os.path.abspath(SHARED_MNIST)}",
-)
+@support.needs_shared_mnist
 def test_mnist_demo_logs_169_units_of_28_pixel_rows(tmp_path):
     output = write_demo_logdir(
         tmp_path, "--data", "mnist", "--mnist-dir", SHARED_MNIST, "--hidden", "169",

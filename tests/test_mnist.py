@@ -16,12 +16,7 @@ import pytest
 
 from demo import data
 
-SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
-
-needs_shared_mnist = pytest.mark.skipif(
-    not os.path.exists(os.path.join(SHARED_MNIST, "t10k-images-idx3-ubyte.gz")),
-    reason=f"the MNIST test split is not at {os.path.abspath(SHARED_MNIST)}",
-)
+from support import SHARED_MNIST, needs_shared_mnist
 
 
 def idx_bytes(array, magic):
