@@ -8,7 +8,8 @@ TORCH := torch==2.13.0
 
 .PHONY: demo test chromium clean
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py Makefile
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update && apt-get install -y python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "$(TORCH)"

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tensorboard_rnn_units.validation import check_int
+
 State = Tuple[torch.Tensor, ...]
 
 # Module class -> (kind, is a cell). Order matters for the error message only.
@@ -81,11 +83,10 @@ class TorchRecurrent:
         if getattr(module, "proj_size", 0):
             raise ValueError("rnn: LSTM with proj_size > 0 is not supported")
         self.num_layers = 1 if is_cell else module.num_layers
-        if isinstance(layer, bool) or not isinstance(layer, int) or not -self.num_layers <= layer < self.num_layers:
-            raise ValueError(
-                f"layer: expected an integer in {-self.num_layers}..{self.num_layers - 1} "
-                f"for a {self.num_layers}-layer {type(module).__name__}, got {layer!r}"
-            )
+        layer = check_int(
+            "layer", layer, -self.num_layers, self.num_layers - 1,
+            hint=f" for a {self.num_layers}-layer {type(module).__name__}",
+        )
         self.layer = layer % self.num_layers
         suffixes = [""] if is_cell else [f"_l{k}" for k in range(self.num_layers)]
         self.weights = [

@@ -4,13 +4,15 @@ For every probe window the model runs to the window's end; each unit's
 *signal* there (pre-activation, hidden or cell state) becomes a weight
 ``w >= 0``, and the unit's features are ``w``-weighted averages of the windows
 and of the model's own ``R``-step rollouts after them. Everything is batched
-over windows and units; sums accumulate over batches, so memory holds one
-batch plus, for the ``"top"`` weighting, the ``(windows, H)`` signals its
-quantile needs.
+over windows and units; sums accumulate over batches on the model's device,
+so memory holds one batch plus, for the ``"top"`` weighting, the
+``(windows, H)`` signals its quantile needs (found by a signal-only pass
+over the probe before the main one).
 """
 
 import contextlib
 import dataclasses
+import numbers
 from typing import Dict, Optional
 
 import torch
@@ -19,6 +21,7 @@ from torch import nn
 from tensorboard_rnn_units import metadata
 from tensorboard_rnn_units.cells import as_step_model
 from tensorboard_rnn_units.probe import Probe
+from tensorboard_rnn_units.validation import check_int
 
 CONTEXTS = ("prefix", "window")
 
@@ -116,14 +119,17 @@ def compute_unit_features(
       probe: a ``Probe`` with ``D == rnn.input_size``.
       readout: callable mapping a ``(B, H_top)`` top-layer hidden state (on
         the model's device and dtype) to a ``(B, D)`` prediction of the next
-        input; needed when ``rollout > 0``.
+        input; needed when ``rollout > 0``. An ``nn.Module`` (or a method of
+        one) is put in eval mode too.
       rollout: ``R``, the number of predictions fed back after each window.
       layer: whose units are shown (``-1``: the top layer).
       signal: ``"preactivation"`` (default for RNN), ``"hidden"`` (default
         for GRU/LSTM, allowed for all) or ``"cell"`` (LSTM).
       weighting: ``"relu"`` (``w = max(signal, 0)``) or ``"top"``
         (``w = max(signal - q_u, 0)``, ``q_u`` the unit's ``1 - top_fraction``
-        quantile over all windows), or a tuple of both (one forward pass;
+        quantile over all windows; a unit whose top windows all tie at its
+        maximum, as a saturated tanh does, weighs those windows 1), or a
+        tuple of both (computed together: windows and rollouts are run once;
         the first is the default of the result).
       top_fraction: in ``(0, 1]``, the fraction of windows ``"top"`` keeps.
       context: ``"prefix"`` runs from a zero state over the whole sequence up
@@ -131,8 +137,8 @@ def compute_unit_features(
       batch_size: windows processed together.
 
     Returns:
-      ``UnitFeatures``. The model's train/eval mode is restored; parameters,
-      gradients and the global RNG are untouched.
+      ``UnitFeatures``. Runs without autograd or autocast, in eval mode
+      (restored after); parameters, gradients and RNG states are untouched.
 
     Raises:
       TypeError: ``rnn`` or ``probe`` of an unsupported type.
@@ -145,8 +151,13 @@ def compute_unit_features(
         raise ValueError(
             f"probe: inputs have D={probe.input_size}, but the rnn's input_size is {model.input_size}"
         )
-    weightings = (weighting,) if isinstance(weighting, str) else tuple(weighting)
-    if not weightings or len(set(weightings)) != len(weightings) or not set(weightings) <= set(metadata.WEIGHTINGS):
+    weightings = (weighting,) if isinstance(weighting, str) else weighting
+    if (
+        not isinstance(weightings, (tuple, list))
+        or not weightings
+        or len(set(weightings)) != len(weightings)
+        or not set(weightings) <= set(metadata.WEIGHTINGS)
+    ):
         raise ValueError(
             f"weighting: expected one of {metadata.WEIGHTINGS} or a tuple of distinct ones, got {weighting!r}"
         )
@@ -155,48 +166,53 @@ def compute_unit_features(
         raise ValueError(
             f"signal: {type(rnn).__name__} offers {tuple(model.signals)}, got {signal!r}"
         )
-    _check_int("rollout", rollout, 0)
+    rollout = check_int("rollout", rollout, 0)
     if rollout > 0 and not callable(readout):
         raise ValueError("readout: a callable (B, H_top) -> (B, D) is required when rollout > 0")
-    if not isinstance(top_fraction, (int, float)) or not 0 < top_fraction <= 1:
+    if isinstance(top_fraction, bool) or not isinstance(top_fraction, numbers.Real) or not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction: expected a number in (0, 1], got {top_fraction!r}")
     if context not in CONTEXTS:
         raise ValueError(f"context: expected one of {CONTEXTS}, got {context!r}")
-    _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
 
-    with _measuring(rnn, readout):
-        state = model.initial_state(1)[0]
-        walker = _WindowWalker(model, probe, signal, context, batch_size, state.device, state.dtype)
-        thresholds = {"relu": 0.0}
+    state = model.initial_state(1)[0]
+    device, dtype = state.device, state.dtype
+    with _measuring(device, rnn, readout, getattr(readout, "__self__", None)):
+        walker = _WindowWalker(model, probe, signal, context, batch_size, device, dtype)
+        sums = _Sums(probe, tuple(weightings), model.hidden_size, rollout, walker.labels, device, dtype)
         if "top" in weightings:
-            signals = torch.cat([b.signal for b in walker.batches(with_state=False)])
+            signals = torch.cat([b.signal.to(sums.dtype) for b in walker.batches(with_state=False)])
             _check_finite("rnn", signals)
-            thresholds["top"] = _quantile(signals, 1.0 - top_fraction)
+            sums.thresholds["top"] = _Threshold.quantile(signals, 1.0 - top_fraction)
             del signals
-        sums = _Sums(probe, weightings, model.hidden_size, rollout, walker.labels)
         for batch in walker.batches(with_state=rollout > 0):
-            _check_finite("rnn", batch.signal)
             predictions = None
             if rollout > 0:
                 predictions = _roll_out(model, readout, batch.state, rollout, probe.input_size, signal)
-            sums.add(batch, walker.windows(batch), predictions, thresholds)
-    return sums.result(probe, signal, model, context, top_fraction)
+            sums.add(batch, walker.windows(batch), predictions)
+        return sums.result(probe, signal, model, context, top_fraction)
 
 
 @dataclasses.dataclass
 class _Batch:
-    sequence: torch.Tensor  # (B,) window's sequence index
-    position: torch.Tensor  # (B,) window's end position minus L
+    sequence: torch.Tensor  # (B,) window's sequence index, on the model's device
+    position: torch.Tensor  # (B,) window's end position minus L, likewise
     signal: torch.Tensor  # (B, H) at the window's last step
     state: Optional[tuple]  # state after the window, batch on dim 0
 
 
 class _WindowWalker:
-    """Runs the model over the probe's windows in batches."""
+    """Runs the model over the probe's windows in batches.
+
+    Which windows end at which step is worked out on the CPU from the
+    probe's index tensors, so the device never waits on the host.
+    """
 
     def __init__(self, model, probe, signal, context, batch_size, device, dtype):
         self.model, self.signal, self.context, self.batch_size = model, signal, context, batch_size
-        self.x, self.window_sequence, self.window_position, self.labels = probe.on(device, dtype)
+        self.device = device
+        self.x, _, _, self.labels = probe.on(device, dtype)
+        self.window_sequence, self.window_position = probe.window_sequence, probe.window_position
         self.window = probe.window
         # (N, P, D, L) view of every window without copying.
         self.unfolded = self.x.unfold(1, probe.window, 1)
@@ -214,8 +230,8 @@ class _WindowWalker:
 
     def _window_batches(self, with_state):
         for a in range(0, self.window_sequence.numel(), self.batch_size):
-            seq = self.window_sequence[a : a + self.batch_size]
-            pos = self.window_position[a : a + self.batch_size]
+            seq = self.window_sequence[a : a + self.batch_size].to(self.device)
+            pos = self.window_position[a : a + self.batch_size].to(self.device)
             xs = self.unfolded[seq, pos]  # (B, D, L)
             state = self.model.initial_state(seq.numel())
             for i in range(self.window):
@@ -223,32 +239,40 @@ class _WindowWalker:
             yield _Batch(seq, pos, values, state if with_state else None)
 
     def _prefix_batches(self, with_state):
-        """One pass per group of sequences; each window's results are picked at its end step."""
+        """One pass per group of sequences; each window's results are picked at its end step.
+
+        Windows are grouped by end position, so the ones ending at step ``t``
+        are a contiguous run of rows.
+        """
         n, positions = self.x.shape[0], self.x.shape[1] - self.window + 1
         per_batch = max(1, self.batch_size // positions)
-        bounds = torch.arange(0, n + per_batch, per_batch, device=self.window_sequence.device).clamp_max(n)
+        bounds = torch.arange(0, n + per_batch, per_batch).clamp_max(n)
         starts = torch.searchsorted(self.window_sequence, bounds).tolist()
         for s0, a, b in zip(bounds.tolist(), starts, starts[1:]):
             if a == b:
                 continue
-            seq, pos = self.window_sequence[a:b], self.window_position[a:b]
-            local = seq - s0
-            count = int(local.max()) + 1
+            order = torch.argsort(self.window_position[a:b], stable=True)
+            seq, pos = self.window_sequence[a:b][order], self.window_position[a:b][order]
+            ends_per_step = torch.bincount(pos, minlength=positions).tolist()
+            rows = (seq - s0).to(self.device)
+            count = int(seq.max()) - s0 + 1
             state = self.model.initial_state(count)
-            picked_signal, picked_state = None, None
-            for t in range(1, self.window + int(pos.max()) + 1):
+            signals, states, row = [], [], 0
+            for t in range(1, self.window + int(pos[-1]) + 1):
                 state, values = self.model.step(self.x[s0 : s0 + count, t - 1], state, self.signal)
-                if t < self.window:
-                    continue
-                rows = torch.nonzero(pos == t - self.window).squeeze(1)
-                if picked_signal is None:
-                    picked_signal = values.new_empty(b - a, values.shape[1])
-                    picked_state = [s.new_empty(b - a, *s.shape[1:]) for s in state] if with_state else None
-                picked_signal[rows] = values[local[rows]]
-                if with_state:
-                    for p, s in zip(picked_state, state):
-                        p[rows] = s[local[rows]]
-            yield _Batch(seq, pos, picked_signal, tuple(picked_state) if with_state else None)
+                ending = ends_per_step[t - self.window] if t >= self.window else 0
+                if ending:
+                    picked = rows[row : row + ending]
+                    row += ending
+                    signals.append(values[picked])
+                    if with_state:
+                        states.append([s[picked] for s in state])
+            yield _Batch(
+                seq.to(self.device),
+                pos.to(self.device),
+                torch.cat(signals),
+                tuple(torch.cat(parts) for parts in zip(*states)) if with_state else None,
+            )
 
 
 def _roll_out(model, readout, state, steps, input_size, signal):
@@ -262,6 +286,8 @@ def _roll_out(model, readout, state, steps, input_size, signal):
             raise ValueError(
                 f"readout: expected a floating tensor of shape (B, D)=({top.shape[0]}, {input_size}), got {got}"
             )
+        if y.device != top.device:
+            raise ValueError(f"readout: returned a tensor on {y.device}, expected the model's device {top.device}")
         y = y.to(top.dtype)
         predictions.append(y)
         if r + 1 < steps:
@@ -269,18 +295,45 @@ def _roll_out(model, readout, state, steps, input_size, signal):
     return torch.stack(predictions, 1).reshape(top.shape[0], -1)
 
 
-class _Sums:
-    """Running sums over window batches, turned into ``UnitFeatures`` at the end."""
+@dataclasses.dataclass
+class _Threshold:
+    """Turns signals into weights: ``max(signal - value, 0)``, except that
+    units whose ``value`` is their maximum (``tied``) weigh ``signal >= value`` 1."""
 
-    def __init__(self, probe, weightings, units, rollout, labels):
+    value: object  # float or (H,) tensor
+    tied: Optional[torch.Tensor] = None  # (H,) bool
+
+    @classmethod
+    def quantile(cls, signals, q):
+        value = _quantile(signals, q)
+        return cls(value, value >= signals.amax(0))
+
+    def weights(self, signal):
+        w = (signal - self.value).clamp_min(0)
+        if self.tied is not None:
+            w = torch.where(self.tied, (signal >= self.value).to(w.dtype), w)
+        return w
+
+
+class _Sums:
+    """Running sums over window batches on the model's device, turned into
+    ``UnitFeatures`` at the end.
+
+    Products are taken in at least float32 (half-precision models would
+    overflow) and accumulated in float64.
+    """
+
+    def __init__(self, probe, weightings, units, rollout, labels, device, dtype):
         self.weightings, self.rollout = weightings, rollout
+        self.dtype = torch.promote_types(dtype, torch.float32)
+        self.thresholds = {"relu": _Threshold(0.0)}
         self.count = 0
-        self.class_counts = None
-        zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64)
+        self.finite = torch.ones((), dtype=torch.bool, device=device)
+        zeros = lambda *shape: torch.zeros(*shape, dtype=_accumulator_dtype(device), device=device)
         self.window_sum = zeros(probe.window * probe.input_size)
         self.rollout_sum = zeros(rollout * probe.input_size)
         self.signal_sum = zeros(units)
-        self.signal_max = torch.full((units,), -torch.inf, dtype=torch.float64)
+        self.signal_max = torch.full((units,), -torch.inf, dtype=self.window_sum.dtype, device=device)
         self.by_weighting = {
             name: {
                 "average": zeros(units, probe.window * probe.input_size),
@@ -294,38 +347,46 @@ class _Sums:
             for name in weightings
         }
         self.labels = labels  # (N,) on the model's device, or None
-        if labels is not None:
+        self.class_counts = None
+        if probe.labels is not None:
             self.class_counts = torch.bincount(
                 probe.labels[probe.window_sequence], minlength=probe.num_classes
             ).to(torch.float64)
 
-    def add(self, batch, windows, predictions, thresholds):
-        cpu = lambda t: t.to("cpu", torch.float64)
-        self.count += batch.signal.shape[0]
-        self.window_sum += cpu(windows.sum(0))
-        self.signal_sum += cpu(batch.signal.sum(0))
-        self.signal_max = torch.maximum(self.signal_max, cpu(batch.signal.amax(0)))
+    def add(self, batch, windows, predictions):
+        signal = batch.signal.to(self.dtype)
+        windows = windows.to(self.dtype)
+        self.count += signal.shape[0]
+        self.finite &= torch.isfinite(signal).all()
+        self.window_sum += windows.sum(0)
+        self.signal_sum += signal.sum(0)
+        self.signal_max = torch.maximum(self.signal_max, signal.amax(0))
         if predictions is not None:
-            self.rollout_sum += cpu(predictions.sum(0))
+            predictions = predictions.to(self.dtype)
+            self.rollout_sum += predictions.sum(0)
         classes = None if self.labels is None else self.labels[batch.sequence]
         for name in self.weightings:
             sums = self.by_weighting[name]
-            w = (batch.signal - thresholds[name]).clamp_min(0)
+            w = self.thresholds[name].weights(signal)
             wt = w.T
-            sums["average"] += cpu(wt @ windows)
+            sums["average"] += wt @ windows
             if predictions is not None:
-                sums["rollout"] += cpu(wt @ predictions)
-            sums["weight"] += cpu(w.sum(0))
-            sums["weight_sq"] += cpu((w * w).sum(0))
-            sums["active"] += cpu((w > 0).sum(0))
-            sums["position"] += cpu(_sum_by(w, batch.position, sums["position"].shape[0]))
+                sums["rollout"] += wt @ predictions
+            sums["weight"] += w.sum(0)
+            sums["weight_sq"] += (w * w).sum(0)
+            sums["active"] += (w > 0).sum(0)
+            sums["position"] += _sum_by(w, batch.position, sums["position"].shape[0])
             if classes is not None:
-                sums["class"] += cpu(_sum_by(w, classes, sums["class"].shape[0]))
+                sums["class"] += _sum_by(w, classes, sums["class"].shape[0])
 
     def result(self, probe, signal, model, context, top_fraction):
+        if not self.finite:
+            raise _not_finite("rnn")
+        cpu = lambda t: t.to("cpu", torch.float64)
         n = self.count
         weighted = {}
-        for name, sums in self.by_weighting.items():
+        for name, device_sums in self.by_weighting.items():
+            sums = {key: cpu(value) for key, value in device_sums.items()}
             total = sums["weight"]
             dead = total <= 0
             safe = torch.where(dead, torch.ones_like(total), total)
@@ -343,22 +404,25 @@ class _Sums:
                 dead=dead,
             )
             _check_finite("readout", weighted[name].rollout)
-        layer = getattr(model, "layer", -1)
         return UnitFeatures(
             weighted=weighted,
-            signal_mean=self.signal_sum / n,
-            signal_max=self.signal_max,
-            mean_window=(self.window_sum / n).reshape(probe.window, probe.input_size),
-            mean_rollout=(self.rollout_sum / n).reshape(self.rollout, probe.input_size) if self.rollout else None,
+            signal_mean=cpu(self.signal_sum) / n,
+            signal_max=cpu(self.signal_max),
+            mean_window=(cpu(self.window_sum) / n).reshape(probe.window, probe.input_size),
+            mean_rollout=(cpu(self.rollout_sum) / n).reshape(self.rollout, probe.input_size) if self.rollout else None,
             class_counts=self.class_counts,
             class_names=probe.class_names,
             signal=signal,
-            layer=layer,
+            layer=getattr(model, "layer", -1),
             context=context,
             top_fraction=float(top_fraction),
             num_windows=n,
             display=probe.display,
         )
+
+
+def _accumulator_dtype(device):
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 
 
 def _sum_by(w, index, groups):
@@ -379,26 +443,26 @@ def _quantile(values, q):
     return torch.lerp(v_lo, v_hi, frac)
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-
-
 def _check_finite(source, values):
     if values is not None and not torch.isfinite(values).all():
-        raise ValueError(
-            f"{source}: produced NaN or Inf on the probe; the features would be meaningless"
-        )
+        raise _not_finite(source)
+
+
+def _not_finite(source):
+    return ValueError(f"{source}: produced NaN or Inf on the probe; the features would be meaningless")
 
 
 @contextlib.contextmanager
-def _measuring(*objects):
-    """No grad, eval mode for every ``nn.Module`` among ``objects``, modes restored after."""
+def _measuring(device, *objects):
+    """No grad, no autocast, forked RNG, eval mode for every ``nn.Module``
+    among ``objects``; modes restored after."""
     modes = [(m, m.training) for o in objects if isinstance(o, nn.Module) for m in o.modules()]
     try:
         for m, _ in modes:
             m.training = False
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.type, enabled=False), torch.random.fork_rng(
+            devices=[device] if device.type == "cuda" else []
+        ):
             yield
     finally:
         for m, mode in modes:

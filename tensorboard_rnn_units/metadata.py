@@ -170,8 +170,9 @@ def decode_step(blobs):
     """Inverse of ``encode_step``: returns ``(header, {name: numpy array})``.
 
     Raises:
-      ValueError: not two blobs, or an array whose declared size does not
-        match its dtype and shape or lies outside the data blob.
+      ValueError: not two blobs, an array whose declared size does not match
+        its dtype and shape or lies outside the data blob, or a per-unit
+        array whose first axis is not the header's ``units``.
     """
     if len(blobs) != 2:
         raise ValueError(f"step has {len(blobs)} blobs, expected 2 (header, data)")
@@ -187,6 +188,11 @@ def decode_step(blobs):
                 f"array {spec['name']!r}: {nbytes} bytes at offset {start} of a "
                 f"{len(data)}-byte data blob, expected {expected} for "
                 f"{spec['dtype']} {spec['shape']}"
+            )
+        if is_per_unit(spec["name"]) and spec["shape"][:1] != [header.get("units")]:
+            raise ValueError(
+                f"array {spec['name']!r}: shape {spec['shape']} does not start with the "
+                f"header's units ({header.get('units')!r})"
             )
         arrays[spec["name"]] = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=start).reshape(spec["shape"])
     return header, arrays

@@ -3,6 +3,7 @@
 import torch
 
 from tensorboard_rnn_units import metadata
+from tensorboard_rnn_units.validation import check_int
 
 
 class Probe:
@@ -40,19 +41,19 @@ class Probe:
         seed=0,
         display="image_rows",
     ):
-        x = torch.as_tensor(sequences)
+        x = _as_tensor("sequences", sequences)
         if x.dim() != 3:
             raise ValueError(
                 f"sequences: expected a 3-D (N, T, D) tensor, got shape {tuple(x.shape)}"
             )
-        if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        if x.dtype == torch.bool or x.is_complex():
             raise ValueError(f"sequences: expected real numbers, got dtype {x.dtype}")
-        x = x.detach().to("cpu", torch.float32)
+        # float64 stays float64 (for float64 models); everything else is float32.
+        x = x.detach().to("cpu", torch.float64 if x.dtype == torch.float64 else torch.float32)
         n, t, d = x.shape
         if n == 0 or d == 0:
             raise ValueError(f"sequences: expected N >= 1 and D >= 1, got shape {tuple(x.shape)}")
-        if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= t:
-            raise ValueError(f"window: expected an integer in 1..T={t}, got {window!r}")
+        window = check_int("window", window, 1, t, hint=f" (T={t})")
         if not torch.isfinite(x).all():
             raise ValueError("sequences: contains NaN or Inf values")
         if display not in metadata.DISPLAYS:
@@ -67,9 +68,8 @@ class Probe:
         if max_windows is None:
             chosen = torch.arange(total)
         else:
-            if isinstance(max_windows, bool) or not isinstance(max_windows, int) or max_windows < 1:
-                raise ValueError(f"max_windows: expected a positive integer, got {max_windows!r}")
-            generator = torch.Generator().manual_seed(seed)
+            max_windows = check_int("max_windows", max_windows, 1)
+            generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
             chosen = torch.randperm(total, generator=generator)[: min(max_windows, total)]
             chosen = chosen.sort().values
         # Windows sorted by sequence, then end position.
@@ -103,7 +103,9 @@ class Probe:
         return 0 if self.class_names is None else len(self.class_names)
 
     def on(self, device, dtype):
-        """The probe's tensors on ``device`` as ``dtype``, cached across calls."""
+        """The probe's tensors on ``device`` as ``dtype``, cached across calls
+        (so logging every k steps does not copy the probe each time; the
+        copies live as long as the probe)."""
         key = (str(device), dtype)
         if key not in self._cache:
             labels = None if self.labels is None else self.labels.to(device)
@@ -116,12 +118,23 @@ class Probe:
         return self._cache[key]
 
 
+def _as_tensor(name, value):
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{name}: expected a tensor or array of numbers ({e})") from None
+
+
+# Without class_names, labels above this are taken for a mistake, not classes.
+MAX_UNNAMED_CLASSES = 10_000
+
+
 def _check_labels(labels, class_names, n):
     if labels is None:
         if class_names is not None:
             raise ValueError("class_names: given without labels")
         return None, None
-    labels = torch.as_tensor(labels)
+    labels = _as_tensor("labels", labels)
     if labels.shape != (n,):
         raise ValueError(
             f"labels: expected shape (N,)=({n},), one class per sequence, got {tuple(labels.shape)}"
@@ -133,11 +146,17 @@ def _check_labels(labels, class_names, n):
         raise ValueError("labels: expected non-negative class indices")
     num_classes = int(labels.max()) + 1
     if class_names is None:
-        class_names = [str(c) for c in range(num_classes)]
-    else:
-        class_names = [str(name) for name in class_names]
-        if len(class_names) < num_classes:
+        if num_classes > MAX_UNNAMED_CLASSES:
             raise ValueError(
-                f"class_names: {len(class_names)} names, but labels go up to {num_classes - 1}"
+                f"labels: class index {num_classes - 1} is over {MAX_UNNAMED_CLASSES - 1}; "
+                "pass class_names if there really are that many classes"
             )
+        return labels, [str(c) for c in range(num_classes)]
+    if isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__len__"):
+        raise ValueError(f"class_names: expected a list of names, got {type(class_names).__name__}")
+    class_names = [str(name) for name in class_names]
+    if len(class_names) < num_classes:
+        raise ValueError(
+            f"class_names: {len(class_names)} names, but labels go up to {num_classes - 1}"
+        )
     return labels, class_names

@@ -12,7 +12,8 @@ import numpy as np
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
 from tensorboard_rnn_units import metadata
-from tensorboard_rnn_units.features import compute_unit_features
+from tensorboard_rnn_units.features import UnitFeatures, compute_unit_features
+from tensorboard_rnn_units.validation import check_int
 
 # Last step written per writer and tag, to warn about steps that go backwards.
 _last_steps = weakref.WeakKeyDictionary()
@@ -71,7 +72,10 @@ def rnn_units_pb(tag, features, description=None):
     """
     if not isinstance(tag, str) or not tag:
         raise ValueError(f"tag: expected a non-empty string, got {tag!r}")
-    blobs = metadata.encode_step(describe(features), step_arrays(features))
+    if not isinstance(features, UnitFeatures):
+        raise TypeError(f"features: expected UnitFeatures from compute_unit_features, got {type(features).__name__}")
+    tag_description = describe(features)
+    blobs = metadata.encode_step(tag_description, step_arrays(features))
     tensor = tensor_pb2.TensorProto(
         dtype=types_pb2.DT_STRING,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
@@ -80,7 +84,7 @@ def rnn_units_pb(tag, features, description=None):
         string_val=blobs,
     )
     summary_metadata = metadata.create_summary_metadata(
-        describe(features), display_name=tag, summary_description=description or ""
+        tag_description, display_name=tag, summary_description=description or ""
     )
     return summary_pb2.Summary(
         value=[summary_pb2.Summary.Value(tag=tag, metadata=summary_metadata, tensor=tensor)]
@@ -94,8 +98,15 @@ def add_unit_features(writer, tag, features, global_step=None, walltime=None):
     step); a step that does not gets a ``UserWarning``.
 
     Raises:
-      TypeError: ``writer`` is not a ``torch.utils.tensorboard.SummaryWriter``.
+      TypeError: ``writer`` is not a ``torch.utils.tensorboard.SummaryWriter``,
+        or ``features`` not ``UnitFeatures``.
+      ValueError: ``tag`` empty, or ``global_step`` not an integer.
     """
+    _check_writer(writer)
+    _write(writer, tag, features, global_step, walltime)
+
+
+def _check_writer(writer):
     from torch.utils.tensorboard import SummaryWriter
 
     if not isinstance(writer, SummaryWriter):
@@ -103,15 +114,20 @@ def add_unit_features(writer, tag, features, global_step=None, walltime=None):
             f"writer: expected a torch.utils.tensorboard.SummaryWriter, got {type(writer).__name__}; "
             "for another writer, write tensorboard_rnn_units.rnn_units_pb(tag, features) yourself"
         )
+
+
+def _write(writer, tag, features, global_step, walltime):
+    """Writes the summary, warning (at the user's call) when steps do not increase."""
     summary = rnn_units_pb(tag, features)
     if global_step is not None:
+        global_step = check_int("global_step", global_step, 0)
         steps = _last_steps.setdefault(writer, {})
         last = steps.get(tag)
         if last is not None and global_step <= last:
             warnings.warn(
-                f"add_rnn_units: global_step {global_step} for tag {tag!r} does not increase "
+                f"global_step {global_step} for tag {tag!r} does not increase "
                 f"(last was {last}); steps must strictly increase per tag",
-                stacklevel=3,
+                stacklevel=3,  # the user's call of add_unit_features or add_rnn_units
             )
         steps[tag] = global_step
     writer._get_file_writer().add_summary(summary, global_step, walltime)
@@ -131,8 +147,9 @@ def add_rnn_units(
 ):
     """Computes the units' features on ``probe`` and writes them under ``tag``.
 
-    Both weightings come from one forward pass by default, so the viewer can
-    switch between them (``"top"`` first: it is shown by default). Other
+    Both weightings are logged by default, computed together (windows and
+    rollouts run once), so the viewer can switch between them (``"top"``
+    first: it is shown by default). Other
     keyword arguments go to ``compute_unit_features`` (``layer``,
     ``signal``, ``top_fraction``, ``context``, ``batch_size``). Steps must
     strictly increase per tag; see ``add_unit_features``.
@@ -140,14 +157,9 @@ def add_rnn_units(
     Returns:
       the ``UnitFeatures`` written.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
-    if not isinstance(writer, SummaryWriter):
-        raise TypeError(
-            f"writer: expected a torch.utils.tensorboard.SummaryWriter, got {type(writer).__name__}"
-        )
+    _check_writer(writer)
     features = compute_unit_features(
         rnn, probe, readout=readout, rollout=rollout, weighting=weightings, **compute_kwargs
     )
-    add_unit_features(writer, tag, features, global_step, walltime)
+    _write(writer, tag, features, global_step, walltime)
     return features

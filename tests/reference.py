@@ -84,6 +84,9 @@ def reference_features(module, x, windows, window, *, signal, layer, weighting,
     else:
         q = torch.quantile(S, 1 - top_fraction, dim=0)
         w = (S - q).clamp_min(0)
+        for u in range(S.shape[1]):
+            if q[u] >= S[:, u].max():  # top windows tied at the maximum: weigh them 1
+                w[:, u] = (S[:, u] >= q[u]).to(S.dtype)
     positions = x.shape[1] - window + 1
     out = {"average": [], "rollout": [], "ess": [], "active": [], "position": [], "class": [], "dead": []}
     for u in range(units):

@@ -16,8 +16,8 @@ X = torch.rand(4, 6, 3)
     [
         (dict(sequences=torch.rand(4, 6), window=2), r"sequences: expected a 3-D"),
         (dict(sequences=torch.rand(2, 4, 6, 3), window=2), r"sequences: expected a 3-D"),
-        (dict(sequences=X, window=0), r"window: expected an integer in 1..T=6"),
-        (dict(sequences=X, window=7), r"window: expected an integer in 1..T=6"),
+        (dict(sequences=X, window=0), r"window: expected an integer in 1..6 \(T=6\), got 0"),
+        (dict(sequences=X, window=7), r"window: expected an integer in 1..6 \(T=6\), got 7"),
         (dict(sequences=X, window=2.0), r"window: expected an integer"),
         (dict(sequences=torch.full((4, 6, 3), float("nan")), window=2), r"sequences: contains NaN or Inf"),
         (dict(sequences=X.clone().index_fill_(1, torch.tensor([2]), float("inf")), window=2), r"NaN or Inf"),
@@ -25,13 +25,26 @@ X = torch.rand(4, 6, 3)
         (dict(sequences=X, window=2, labels=[0.5, 1, 2, 0]), r"labels: expected integer classes"),
         (dict(sequences=X, window=2, labels=[0, -1, 2, 0]), r"labels: expected non-negative"),
         (dict(sequences=X, window=2, labels=[0, 1, 2, 0], class_names=["a"]), r"class_names: 1 names"),
-        (dict(sequences=X, window=2, max_windows=0), r"max_windows: expected a positive integer"),
+        (dict(sequences=X, window=2, max_windows=0), r"max_windows: expected an integer >= 1, got 0"),
+        (dict(sequences=X, window=2, max_windows=5, seed=None), r"seed: expected an integer >= 0, got None"),
+        (dict(sequences=[[[1.0], [2.0]], [[1.0]]], window=1), r"sequences: expected a tensor or array of numbers"),
+        (dict(sequences="abc", window=1), r"sequences: expected a tensor or array of numbers"),
+        (dict(sequences=X > 0.5, window=2), r"sequences: expected real numbers, got dtype torch.bool"),
+        (dict(sequences=X, window=2, labels=[0, 1, 2, 10**9]), r"labels: class index 1000000000 is over 9999; pass class_names"),
+        (dict(sequences=X, window=2, labels=[0, 1, 2, 0], class_names="abc"), r"class_names: expected a list of names, got str"),
+        (dict(sequences=X, window=2, labels=[0, 1, 2, 0], class_names=5), r"class_names: expected a list of names, got int"),
         (dict(sequences=X, window=2, display="tokens"), r"display: expected one of"),
     ],
 )
 def test_probe_rejects(kwargs, match):
     with pytest.raises(ValueError, match=match):
         rnn_units.Probe(**kwargs)
+
+
+def test_probe_accepts_numpy_integers_and_keeps_float64():
+    probe = rnn_units.Probe(X.double().numpy(), np.int64(2), labels=np.array([0, 1, 2, 0]), max_windows=np.int32(3))
+    assert probe.window == 2 and probe.num_windows == 3 and probe.sequences.dtype == torch.float64
+    assert rnn_units.Probe(X.half(), 2).sequences.dtype == torch.float32
 
 
 def test_probe_accepts_numpy_and_samples_reproducibly():
@@ -65,10 +78,13 @@ def _compute(rnn=None, probe=None, **kwargs):
         (dict(signal="cell"), ValueError, r"signal: RNN offers \('preactivation', 'hidden'\), got 'cell'"),
         (dict(weighting="softmax"), ValueError, r"weighting: expected one of"),
         (dict(weighting=("top", "top")), ValueError, r"weighting: expected one of"),
+        (dict(weighting=None), ValueError, r"weighting: expected one of"),
+        (dict(top_fraction=True), ValueError, r"top_fraction: expected a number in \(0, 1\]"),
+        (dict(rollout=1, readout=lambda h: torch.zeros(h.shape[0], 3, device="meta")), ValueError, r"readout: returned a tensor on meta, expected the model's device cpu"),
         (dict(top_fraction=0), ValueError, r"top_fraction: expected a number in \(0, 1\]"),
         (dict(context="suffix"), ValueError, r"context: expected one of"),
         (dict(batch_size=0), ValueError, r"batch_size: expected an integer >= 1"),
-        (dict(layer=1), ValueError, r"layer: expected an integer in -1..0"),
+        (dict(layer=1), ValueError, r"layer: expected an integer in -1..0 for a 1-layer RNN, got 1"),
         (dict(rnn=nn.GRU(3, 4), signal="preactivation"), ValueError, r"signal: GRU offers \('hidden',\)"),
         (dict(rnn=nn.LSTM(3, 4, bidirectional=True)), ValueError, r"rnn: bidirectional layers are not supported"),
         (dict(rnn=nn.LSTM(3, 4, proj_size=2)), ValueError, r"rnn: LSTM with proj_size"),
@@ -95,5 +111,10 @@ def test_writer_must_be_a_summary_writer(tmp_path):
     features = _compute()
     with pytest.raises(TypeError, match=r"writer: expected a torch.utils.tensorboard.SummaryWriter, got dict"):
         rnn_units.add_unit_features({}, "t", features)
-    with SummaryWriter(tmp_path) as writer, pytest.raises(ValueError, match=r"tag: expected a non-empty string"):
-        rnn_units.add_unit_features(writer, "", features)
+    with SummaryWriter(tmp_path) as writer:
+        with pytest.raises(ValueError, match=r"tag: expected a non-empty string"):
+            rnn_units.add_unit_features(writer, "", features)
+        with pytest.raises(TypeError, match=r"features: expected UnitFeatures from compute_unit_features, got dict"):
+            rnn_units.add_unit_features(writer, "t", {"a": 1})
+        with pytest.raises(ValueError, match=r"global_step: expected an integer >= 0, got 1.5"):
+            rnn_units.add_unit_features(writer, "t", features, global_step=1.5)

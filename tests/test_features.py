@@ -217,3 +217,75 @@ def test_custom_step_model():
     expected = torch.einsum("wu,wld->uld", w, X) / w.sum(0)[:, None, None]
     torch.testing.assert_close(f.average, expected)
     assert f.signal == "preactivation"
+
+
+def test_saturated_units_weigh_their_tied_top_windows_equally():
+    module = _model("rnn").float()
+    with torch.no_grad():
+        module.weight_ih_l0.mul_(200)  # float32 tanh reaches exactly +-1 on many windows
+    x, labels = _data()
+    probe = rnn_units.Probe(x, L, labels=labels)
+    f = rnn_units.compute_unit_features(module, probe, signal="hidden", weighting="top", top_fraction=0.3)
+    windows = list(zip(probe.window_sequence.tolist(), probe.window_position.tolist()))
+    ref = reference_features(module, probe.sequences, windows, L, signal="hidden", layer=-1,
+                             weighting="top", top_fraction=0.3, labels=labels, num_classes=C)
+    S = torch.stack([module(x[n, : p + L][None])[1][0, 0] for n, p in windows]).detach()
+    saturated = torch.quantile(S, 0.7, dim=0) >= S.max(0).values
+    assert saturated.any(), "the test needs a unit whose top windows tie at its maximum"
+    assert not f.dead.any()
+    torch.testing.assert_close(f.average, ref["average"].double(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(f.position_share, ref["position_share"].double(), rtol=1e-5, atol=1e-6)
+
+
+def test_half_precision_model_and_autocast_give_the_float32_features():
+    x, labels = _data()
+    probe = rnn_units.Probe(x, L, labels=labels)
+    m32 = _model("rnn").float()
+    with torch.no_grad():
+        m32.bias_ih_l0.fill_(30.0)  # sums of signals over windows overflow float16
+    m16 = _model("rnn").half()
+    m16.load_state_dict(m32.state_dict())
+    kwargs = dict(weighting=("top", "relu"), batch_size=10_000)
+    expected = rnn_units.compute_unit_features(m32, probe, **kwargs)
+    half = rnn_units.compute_unit_features(m16, probe, **kwargs)
+    for w in ("top", "relu"):
+        assert torch.isfinite(half.weighted[w].average).all()
+        assert torch.isfinite(half.weighted[w].effective_sample_size).all()
+    # relu weights are the signals themselves: close despite float16 signals.
+    # (top's threshold picks other windows when float16 rounds signals into ties.)
+    torch.testing.assert_close(half.weighted["relu"].average, expected.weighted["relu"].average, rtol=0.01, atol=0.01)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = rnn_units.compute_unit_features(m32, probe, **kwargs)
+    for w in ("top", "relu"):
+        torch.testing.assert_close(autocast.weighted[w].average, expected.weighted[w].average)
+
+
+class _Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear, self.dropout = _readout(), nn.Dropout(0.5)
+
+    def predict(self, h):
+        return self.dropout(self.linear(h))
+
+
+def test_readout_method_of_a_module_runs_in_eval_mode_and_leaves_the_rng():
+    module, head = _model("gru"), _Head()
+    head.train()
+    probe = rnn_units.Probe(_data()[0], L)
+    rng = torch.get_rng_state()
+    a = rnn_units.compute_unit_features(module, probe, readout=head.predict, rollout=R)
+    b = rnn_units.compute_unit_features(module, probe, readout=head.predict, rollout=R)
+    torch.testing.assert_close(a.rollout, b.rollout)  # no dropout noise
+    assert head.training and head.dropout.training
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_readout_that_draws_random_numbers_leaves_the_global_rng():
+    module = _model("rnn")
+    probe = rnn_units.Probe(_data()[0], L)
+    rng = torch.get_rng_state()
+    rnn_units.compute_unit_features(
+        module, probe, rollout=2, readout=lambda h: torch.rand(h.shape[0], D, dtype=h.dtype)
+    )
+    assert torch.equal(torch.get_rng_state(), rng)

@@ -77,6 +77,14 @@ def test_round_trip_event_accumulator_and_data_provider(tmp_path):
     _assert_arrays_match(metadata.decode_step(blobs)[1], written[10])
 
 
+def test_summary_proto_carries_tag_and_description():
+    summary = rnn_units.rnn_units_pb("rnn/units", _features(), description="layer **1**")
+    [value] = summary.value
+    assert value.tag == "rnn/units" and value.metadata.display_name == "rnn/units"
+    assert value.metadata.summary_description == "layer **1**"
+    assert value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME
+
+
 def test_large_values_fall_back_to_float32_instead_of_overflowing():
     features = _features(scale=1e6)
     summary = rnn_units.rnn_units_pb("t", features)
@@ -94,8 +102,13 @@ def test_steps_that_do_not_increase_warn(tmp_path):
             rnn_units.add_unit_features(writer, "a", features, global_step=1)
             rnn_units.add_unit_features(writer, "a", features, global_step=2)
             rnn_units.add_unit_features(writer, "b", features, global_step=1)
-        with pytest.warns(UserWarning, match=r"global_step 2 for tag 'a' does not increase \(last was 2\)"):
+        with pytest.warns(UserWarning, match=r"global_step 2 for tag 'a' does not increase \(last was 2\)") as caught:
             rnn_units.add_unit_features(writer, "a", features, global_step=2)
+        assert caught[0].filename == __file__  # points at the caller's line
+        probe = rnn_units.Probe(torch.rand(3, 5, 3), 2)
+        with pytest.warns(UserWarning, match=r"global_step 0 for tag 'a'") as caught:
+            rnn_units.add_rnn_units(writer, "a", nn.RNN(3, 4), probe, global_step=0)
+        assert caught[0].filename == __file__
 
 
 def test_add_rnn_units_logs_both_weightings_top_first(tmp_path):
@@ -138,5 +151,8 @@ def test_decode_step_rejects_inconsistent_blobs():
         metadata.decode_step([blobs[0], blobs[1][:-1]])
     with pytest.raises(ValueError, match=r"step has 1 blobs, expected 2"):
         metadata.decode_step(blobs[:1])
+    mismatched = metadata.encode_step({"units": 4}, {"top/average": np.zeros((6, 2, 2), np.float16)})
+    with pytest.raises(ValueError, match=r"'top/average': shape \[6, 2, 2\] does not start with the header's units \(4\)"):
+        metadata.decode_step(mismatched)
     with pytest.raises(ValueError, match=r"dtype must be one of"):
         metadata.encode_step({}, {"a": np.zeros(2, np.float64)})
