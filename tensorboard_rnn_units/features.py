@@ -280,7 +280,13 @@ def _roll_out(model, readout, state, steps, input_size, signal):
     predictions = []
     for r in range(steps):
         top = model.readout_input(state)
-        y = readout(top)
+        try:
+            y = readout(top)
+        except RuntimeError as e:  # e.g. a readout on another device or dtype than the model
+            raise ValueError(
+                f"readout: failed on a {tuple(top.shape)} {top.dtype} tensor on {top.device} "
+                f"(the model's top-layer state): {e}"
+            ) from e
         if not isinstance(y, torch.Tensor) or y.shape != (top.shape[0], input_size) or not y.is_floating_point():
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ValueError(

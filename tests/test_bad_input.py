@@ -81,6 +81,7 @@ def _compute(rnn=None, probe=None, **kwargs):
         (dict(weighting=None), ValueError, r"weighting: expected one of"),
         (dict(top_fraction=True), ValueError, r"top_fraction: expected a number in \(0, 1\]"),
         (dict(rollout=1, readout=lambda h: torch.zeros(h.shape[0], 3, device="meta")), ValueError, r"readout: returned a tensor on meta, expected the model's device cpu"),
+        (dict(rollout=1, readout=nn.Linear(4, 3).double()), ValueError, r"readout: failed on a \(\d+, 4\) torch.float32 tensor on cpu \(the model's top-layer state\): "),
         (dict(top_fraction=0), ValueError, r"top_fraction: expected a number in \(0, 1\]"),
         (dict(context="suffix"), ValueError, r"context: expected one of"),
         (dict(batch_size=0), ValueError, r"batch_size: expected an integer >= 1"),
