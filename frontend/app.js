@@ -1,7 +1,8 @@
 // The controller: holds what is selected, asks the model for data and hands
 // it to the views. Views report user actions back here; data flows one way.
 
-import {fetchFeatures, fetchSteps, fetchTags, fetchUnit, frames, nearestIndex, unitStats} from "./model.js";
+import {deadMeaning, defaultWeighting, fetchFeatures, fetchSteps, fetchTags, fetchUnit, frames, nearestIndex,
+  unitStats, weightingOf} from "./model.js";
 import {el, fmt, pct} from "./views/dom.js";
 import {Controls} from "./views/controls.js";
 import {DetailView} from "./views/detail.js";
@@ -18,7 +19,7 @@ export class App {
   constructor(root) {
     this.run = null;
     this.tag = null;
-    this.weighting = null;
+    this.weighting = null;  // selected; a step that lacks it is drawn with its own default
     this.shared = false;
     this.diff = false;
     this.scale = 1;         // CSS px per value
@@ -86,7 +87,8 @@ export class App {
 
   /**
    * Selects `run` and `tag` (or the run's first tag if it has no `tag`) and a
-   * weighting the tag logged; a new selection drops what the old one showed.
+   * weighting the tag logged (`top` by default when logged); a new selection
+   * drops what the old one showed.
    */
   select(run, tag) {
     const tags = Object.keys(this.tags[run]).sort();
@@ -101,7 +103,7 @@ export class App {
     }
     const desc = this.description();
     const weightings = desc.weightings;
-    if (!weightings.includes(this.weighting)) this.weighting = weightings[0];
+    if (!weightings.includes(this.weighting)) this.weighting = defaultWeighting(weightings);
     if (!this.zoomed) this.scale = fitScale(desc, this.main.clientWidth, window.innerHeight);
     this.controls.update({
       runs: Object.keys(this.tags).sort(), run: this.run, tags, tag: this.tag,
@@ -189,11 +191,19 @@ export class App {
     return promise;
   }
 
+  /** The weighting the current step is drawn with: the selected one if that step logged it. */
+  shownWeighting() {
+    return this.data ? weightingOf(this.data, this.weighting) : this.weighting;
+  }
+
   /** Redraws the grid from the current step's data and display options. */
   redraw() {
     if (!this.data) return;
-    const {window: L, rollout: R, input_size: D} = this.data.header;
-    this.grid.draw(frames(this.data, this.weighting, this.diff), {L, R, D}, this.data.header.step,
+    const {window: L, rollout: R, input_size: D, step} = this.data.header;
+    const weighting = this.shownWeighting();
+    this.grid.say(weighting === this.weighting ? ""
+      : `Step ${step} was logged without the ${this.weighting} weighting; showing ${weighting}.`);
+    this.grid.draw(frames(this.data, weighting, this.diff), {L, R, D}, step,
       {scale: this.scale, diverging: this.diff, shared: this.shared, highlight: this.unit});
   }
 
@@ -232,8 +242,9 @@ export class App {
 
   hover(unit) {
     if (unit < 0 || !this.data) return this.grid.setReadout("");
-    const s = unitStats(this.data, this.weighting, unit);
-    this.grid.setReadout(s.dead ? `unit ${unit} · dead (never active on the probe)`
+    const weighting = this.shownWeighting();
+    const s = unitStats(this.data, weighting, unit);
+    this.grid.setReadout(s.dead ? `unit ${unit} · dead: ${deadMeaning(weighting)}`
       : `unit ${unit} · active ${pct(s.activeFraction)} · ESS ${pct(s.effectiveSampleSize)}`
         + ` · max signal ${fmt(s.signalMax)} · click for detail`);
   }
@@ -264,13 +275,13 @@ export class App {
   renderDetail() {
     if (this.unit < 0 || !this.data) return;
     this.detail.render({current: this.data, unit: this.unit, history: this.history,
-      step: this.data.header.step, weighting: this.weighting, diff: this.diff, shared: this.shared,
+      step: this.data.header.step, weighting: this.shownWeighting(), diff: this.diff, shared: this.shared,
       label: this.label()});
   }
 
   label() {
     const step = this.steps[this.index]?.step;
-    return `${this.run} · ${this.tag} · ${this.weighting} weighting · step ${step}`;
+    return `${this.run} · ${this.tag} · ${this.shownWeighting()} weighting · step ${step}`;
   }
 
   /**

@@ -98,15 +98,43 @@ export function slice(array, i) {
   return array.data.subarray(i * stride, (i + 1) * stride);
 }
 
+/** The weighting shown first: `top` when logged, else the first logged one. */
+export function defaultWeighting(weightings) {
+  return weightings.includes("top") ? "top" : weightings[0];
+}
+
+/**
+ * `wanted` if a decoded response logged that weighting, else its default
+ * (an older step may have been logged with other weightings than the tag's
+ * description lists).
+ */
+export function weightingOf({header, arrays}, wanted) {
+  const logged = (header.weightings ?? []).filter((w) => arrays[`${w}/average`]);
+  return logged.includes(wanted) || !logged.length ? wanted : defaultWeighting(logged);
+}
+
+// What a dead unit (all its window weights zero) means under each weighting.
+const DEAD_MEANINGS = {
+  relu: "never active on the probe (signal ≤ 0 on every window)",
+  top: "no window above its top-fraction threshold",
+};
+
+/** Why a unit is dead under `weighting`, for labels. */
+export function deadMeaning(weighting) {
+  return DEAD_MEANINGS[weighting] ?? "all its window weights are zero";
+}
+
 /**
  * The pictures to draw along the leading axis of a decoded response: one per
  * unit of a /features step, one per step of a /unit response. Each is
  * {window (L*D), rollout (R*D or null), dead}. With `diff`, the probe's mean
  * window (and mean rollout) is subtracted, leaving what the unit prefers.
+ * `weighting` must be one the response logged (see weightingOf).
  */
 export function frames(decoded, weighting, diff) {
-  const count = decoded.arrays[`${weighting}/average`].shape[0];
-  return Array.from({length: count}, (_, i) => frame(decoded, weighting, i, diff));
+  const average = decoded.arrays[`${weighting}/average`];
+  if (!average) throw new Error(`no ${weighting} weighting in this response`);
+  return Array.from({length: average.shape[0]}, (_, i) => frame(decoded, weighting, i, diff));
 }
 
 /** The i-th of `frames(decoded, weighting, diff)`. */

@@ -136,14 +136,12 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
 
     def steps_impl(self, ctx, experiment, run, tag):
         """Returns ``[{"step", "wall_time"}, ...]`` ascending by step."""
-        return [
-            {"step": datum.step, "wall_time": datum.wall_time}
-            for datum in self._series(ctx, experiment, run, tag)
-        ]
+        _, series = self._series(ctx, experiment, run, tag)
+        return [{"step": datum.step, "wall_time": datum.wall_time} for datum in series]
 
     def features_impl(self, ctx, experiment, run, tag, step):
         """Returns ``(header, arrays)`` of one step; the header gains step and wall time."""
-        series = self._series(ctx, experiment, run, tag)
+        _, series = self._series(ctx, experiment, run, tag)
         datum = next((d for d in series if d.step == step), None)
         if datum is None:
             raise errors.NotFoundError(f"no step {step} in run {run!r}, tag {tag!r}")
@@ -157,27 +155,44 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
         leading axis of each is the step, as listed in ``header["steps"]``.
         Steps logged with another layout than the latest (a rerun with other
         sizes into the same run directory) cannot be stacked and are left out.
+
+        Raises:
+          NotFoundError: no such run, tag or steps, or ``unit`` out of range.
+            A unit the tag's description does not have is answered before any
+            step's arrays are read (at most the latest step's header is).
         """
-        series = self._series(ctx, experiment, run, tag)[::-1]
+        description, series = self._series(ctx, experiment, run, tag)
+        if not series:
+            raise errors.NotFoundError(f"no steps in run {run!r}, tag {tag!r}")
+        units = description["units"]
+        if unit >= units:
+            # The description is the tag's *first* logged step's. A rerun with
+            # more units into the same run directory has a latest layout (the
+            # one served) with more: its header blob, one small read, decides.
+            units = self._units_of_latest(ctx, run, tag, series[-1])
+        if not 0 <= unit < units:
+            raise errors.NotFoundError(
+                f"unit {unit} out of range: run {run!r}, tag {tag!r} has {units} units"
+            )
+        series = series[::-1]  # latest first: its layout is the one stacked
         rows, header, layout = [], None, None
         for datum, (step_header, arrays) in zip(series, self._read_steps(ctx, run, tag, series)):
             shapes = [(name, array.shape) for name, array in arrays.items()]
             if layout is None:
                 header, layout = step_header, shapes
-                if not 0 <= unit < header["units"]:
+                if not 0 <= unit < header["units"]:  # the latest layout has fewer units
                     raise errors.NotFoundError(
                         f"unit {unit} out of range: run {run!r}, tag {tag!r} has "
                         f"{header['units']} units"
                     )
             elif shapes != layout:
                 continue
+            # Copies: a view would keep the whole decoded step blob alive until np.stack.
             sliced = {
-                name: array[unit] if metadata.is_per_unit(name) else array
+                name: (array[unit] if metadata.is_per_unit(name) else array).copy()
                 for name, array in arrays.items()
             }
             rows.append((datum, sliced))
-        if not rows:
-            raise errors.NotFoundError(f"no steps in run {run!r}, tag {tag!r}")
         rows.reverse()
         header = dict(
             header,
@@ -207,7 +222,7 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
     # Reading.
 
     def _series(self, ctx, experiment, run, tag):
-        """The step data of a readable run/tag, ascending by step; 404 otherwise."""
+        """``(description, step data ascending by step)`` of a readable run/tag; 404 otherwise."""
         run_tag_filter = provider.RunTagFilter(runs=[run], tags=[tag])
         listing = self._data_provider.list_blob_sequences(
             ctx,
@@ -216,7 +231,8 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
             run_tag_filter=run_tag_filter,
         )
         series = listing.get(run, {}).get(tag)
-        if series is None or self._parse(run, tag, series.plugin_content) is None:
+        description = None if series is None else self._parse(run, tag, series.plugin_content)
+        if description is None:
             raise errors.NotFoundError(
                 f"no {self.plugin_name} data for run {run!r}, tag {tag!r}"
             )
@@ -227,7 +243,7 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
             downsample=self._downsample_to,
             run_tag_filter=run_tag_filter,
         )
-        return sorted(data.get(run, {}).get(tag, ()), key=lambda datum: datum.step)
+        return description, sorted(data.get(run, {}).get(tag, ()), key=lambda datum: datum.step)
 
     def _read_steps(self, ctx, run, tag, data):
         """Yields ``(header, arrays)`` of each datum in turn; blobs are read concurrently.
@@ -239,6 +255,21 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
         blobs = _READERS.map(lambda key: self._data_provider.read_blob(ctx, blob_key=key), keys)
         for datum in data:
             yield _decode_step(run, tag, datum, [next(blobs) for _ in datum.values])
+
+    def _units_of_latest(self, ctx, run, tag, datum):
+        """The ``units`` of a step's header blob, read alone; 404 if unreadable."""
+        try:
+            if not datum.values:
+                raise ValueError("no blobs")
+            blob = self._data_provider.read_blob(ctx, blob_key=datum.values[0].blob_key)
+            units = metadata.decode_header(blob).get("units")
+            if isinstance(units, bool) or not isinstance(units, int):
+                raise ValueError(f"'units' is {units!r}")
+        except ValueError as e:
+            raise errors.NotFoundError(
+                f"step {datum.step} of run {run!r}, tag {tag!r} is unreadable: {e}"
+            ) from None
+        return units
 
     def _parse(self, run, tag, content):
         """The tag's description; ``None``, with one warning in all, if unreadable or newer."""

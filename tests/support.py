@@ -156,6 +156,7 @@ def write_run(
     rollout=3,
     variants=3,
     seed=0,
+    weightings=None,
 ):
     """Writes real event files for ``run`` through the project's summary API.
 
@@ -166,6 +167,7 @@ def write_run(
 
     Args:
       steps: the global steps to log, increasing.
+      weightings: passed to ``add_rnn_units`` unless ``None`` (its default).
 
     Returns:
       ``{step: UnitFeatures}`` of what was logged.
@@ -180,13 +182,15 @@ def write_run(
             (torch.nn.RNN(input_size, units, batch_first=True), torch.nn.Linear(units, input_size))
             for _ in range(variants)
         ]
+    options = {} if weightings is None else {"weightings": weightings}
     logged, computed = {}, []
     with SummaryWriter(os.path.join(logdir, run)) as writer:
         for i, step in enumerate(steps):
             if i < variants:
                 rnn, readout = models[i]
                 features = rnn_units.add_rnn_units(
-                    writer, tag, rnn, probe, readout=readout, rollout=rollout, global_step=step
+                    writer, tag, rnn, probe, readout=readout, rollout=rollout, global_step=step,
+                    **options,
                 )
                 computed.append(features)
             else:

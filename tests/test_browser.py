@@ -39,6 +39,9 @@ UNITS = 169                           # a 13 x 13 grid
 STEPS = list(range(0, 2605, 5))
 XSS_RUN = "<img src=x onerror=alert(1)>"
 GROWING_RUN = "growing"               # gains steps while a test watches
+# Step 0 logged with the relu weighting only, step 1 with top only.
+REWEIGHTED_RUN = "reweighted"
+STEP_WEIGHTINGS = {0: "relu", 1: "top"}
 # The digits demo, long enough for its units to look like something (~8 s):
 # its grid is the README's screenshot.
 DEMO_RUN = "digits"
@@ -51,7 +54,7 @@ MNIST_ARGS = ("--data", "mnist", "--mnist-dir", support.SHARED_MNIST, "--steps",
               "--log-every", "500", "--probe-size", "500", "--device", "cpu")
 HAS_MNIST = os.path.isdir(support.SHARED_MNIST)
 # Each run's latest step when the tests start.
-LATEST_STEPS = {"train": STEPS[-1], XSS_RUN: 1, GROWING_RUN: 2, DEMO_RUN: DEMO_STEPS,
+LATEST_STEPS = {"train": STEPS[-1], XSS_RUN: 1, GROWING_RUN: 2, REWEIGHTED_RUN: 1, DEMO_RUN: DEMO_STEPS,
                 **({"mnist": MNIST_STEPS} if HAS_MNIST else {})}
 
 pytestmark = pytest.mark.skipif(
@@ -64,8 +67,11 @@ def logdir(tmp_path_factory):
     path = tmp_path_factory.mktemp("browser_logdir")
     support.write_run(path, "train", STEPS, units=UNITS, input_size=6, window=5, length=12,
                       rollout=3)
-    support.write_run(path, XSS_RUN, [0, 1], units=4)
+    # Selected on load; top is listed second but is the default.
+    support.write_run(path, XSS_RUN, [0, 1], units=4, weightings=("relu", "top"))
     support.write_run(path, GROWING_RUN, [0, 1, 2], units=4)
+    for step, weighting in STEP_WEIGHTINGS.items():
+        support.write_run(path, REWEIGHTED_RUN, [step], units=4, weightings=(weighting,))
     with contextlib.redirect_stdout(io.StringIO()):
         demo_main.main(["--logdir", str(path), *DEMO_ARGS])
         if HAS_MNIST:
@@ -260,6 +266,9 @@ def test_clicking_a_cell_opens_the_unit_detail(tab):
     for name in support.CLASS_NAMES:
         expect(detail.locator(".bar-label", has_text=name)).to_be_visible()
     expect(detail.locator(".column")).to_have_count(12 - 5 + 1)  # one per window end position
+    # End positions count the inputs consumed: L = 5 (the first full window) to T = 12.
+    axis = detail.locator(".column-chart .axis > span")
+    expect(axis).to_have_text(["5", "end position", "12"])
     filmstrip = detail.locator("canvas.filmstrip")
     expect(filmstrip).to_be_visible(timeout=60_000)
     expect(detail).to_contain_text(f"{len(STEPS)} logged steps")
@@ -291,6 +300,50 @@ def test_weighting_difference_and_shared_scale_change_the_pixels(tab):
     zoom = tab.frame.get_by_label("Zoom")
     zoom.press("End")
     assert tab.grid.bounding_box()["width"] > width
+
+
+def test_top_is_the_default_weighting_when_logged_and_dead_says_what_it_means(tab):
+    expect(tab.get("run-select")).to_have_value(XSS_RUN)  # selected on load
+    weighting = tab.get("weighting-select")
+    expect(weighting.locator("option")).to_have_text(["relu", "top"])  # as logged
+    expect(weighting).to_have_value("top")
+    plugin_frame = tab.page.frame(url=re.compile(r"plugin_entry\.html"))
+    defaults, dead = plugin_frame.evaluate("""async () => {
+        const {deadMeaning, defaultWeighting} = await import("./static/model.js");
+        return [[["relu", "top"], ["top", "relu"], ["relu"]].map(defaultWeighting),
+                ["relu", "top"].map(deadMeaning)];
+    }""")
+    assert defaults == ["top", "top", "relu"]
+    assert dead == ["never active on the probe (signal ≤ 0 on every window)",
+                    "no window above its top-fraction threshold"]
+
+
+def test_a_step_without_the_selected_weighting_shows_one_it_has(tab):
+    tab.show_run(REWEIGHTED_RUN)
+    # The tag's description (so the selection) is the first event's that the loader
+    # read; whichever it is, one of the two steps lacks the selected weighting.
+    selected = tab.get("weighting-select").input_value()
+    assert selected in STEP_WEIGHTINGS.values()
+    note = tab.frame.locator(".grid-note")
+    detail = tab.get("unit-detail")
+    for key, (step, logged) in zip(["End", "Home"], sorted(STEP_WEIGHTINGS.items(), reverse=True)):
+        tab.get("step-slider").press(key)
+        expect(tab.grid).to_have_attribute("data-step", str(step))  # drawn, not left stale
+        if logged == selected:
+            expect(note).to_be_hidden()
+        else:
+            expect(note).to_have_text(
+                f"Step {step} was logged without the {selected} weighting; showing {logged}.")
+            tab.screenshot("grid-other-weighting.png")
+        tab.grid.click(position={"x": 5, "y": 5})  # unit 0
+        expect(detail).to_contain_text(f"{logged} weighting · step {step}")
+        # The filmstrip has the latest layout's steps (top only) whatever the step shown.
+        expect(detail.locator("canvas.filmstrip")).to_be_visible(timeout=30_000)
+        expect(detail).to_contain_text("1 logged steps")
+        if logged != selected:
+            tab.screenshot("detail-other-weighting.png")
+        tab.page.keyboard.press("Escape")
+        expect(detail).to_be_hidden()
 
 
 def test_run_names_are_shown_as_text_never_as_html(tab):

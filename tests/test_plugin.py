@@ -7,6 +7,7 @@ command, with both loaders, is in ``test_tensorboard_process.py``.
 
 import argparse
 import logging
+import pathlib
 import subprocess
 import sys
 
@@ -14,6 +15,8 @@ import numpy as np
 import pytest
 from werkzeug import test as werkzeug_test
 
+from tensorboard import context as request_context
+from tensorboard import errors
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_provider
 from tensorboard.backend.event_processing import plugin_event_multiplexer
@@ -26,6 +29,7 @@ from tensorboard_rnn_units import plugin
 from tensorboard_rnn_units import wire
 
 ROUTES = "/data/plugin/rnn_units"
+REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +138,49 @@ def test_unit_slices_one_unit_across_all_steps(client, logdir):
     assert not np.array_equal(arrays["relu/average"][0], arrays["relu/average"][1])
 
 
+class CountingProvider:
+    """A data provider that counts the blobs read through it."""
+
+    def __init__(self, provider):
+        self._provider = provider
+        self.reads = 0
+
+    def __getattr__(self, name):
+        return getattr(self._provider, name)
+
+    def read_blob(self, ctx, *, blob_key):
+        self.reads += 1
+        return self._provider.read_blob(ctx, blob_key=blob_key)
+
+
+@pytest.mark.parametrize(
+    "run, unit, reads",
+    [
+        # A unit past the description's count (the first step's) reads only the
+        # latest step's header blob: a rerun into the run may have more units.
+        ("train", 6, 1),
+        ("train", 10**9, 1),
+        ("resized", 5, 1),    # described with 4 units (step 0), the latest has 5
+        ("train", -1, 0),     # no layout has it: nothing read
+    ],
+)
+def test_unit_out_of_range_answers_before_reading_the_steps(logdir, loaded, run, unit, reads):
+    provider, sampling_hints = loaded
+    counting = CountingProvider(provider)
+    context = base_plugin.TBContext(
+        data_provider=counting, logdir=str(logdir.path), sampling_hints=sampling_hints
+    )
+    rnn_plugin = plugin.RnnUnitsLoader().load(context)
+    with pytest.raises(errors.NotFoundError, match=f"unit {unit} out of range"):
+        rnn_plugin.unit_impl(request_context.RequestContext(), "", run, support.TAG, unit)
+    assert counting.reads == reads
+    # The last unit the latest layout has is read in full: every step of it.
+    last = {"train": 5, "resized": 4}[run]
+    counting.reads = 0
+    header, _ = rnn_plugin.unit_impl(request_context.RequestContext(), "", run, support.TAG, last)
+    assert header["unit"] == last and counting.reads >= 2 * len(header["steps"])
+
+
 def test_unit_leaves_out_steps_of_an_older_layout(client, logdir):
     response = get_ok(client, f"/unit?run=resized&tag={support.TAG}&unit=4", "application/octet-stream")
     header, arrays = support.unpack_wire(response.get_data())
@@ -179,6 +226,7 @@ def test_bad_requests_answer_400_saying_what(client, route, words):
         (f"/features?run=train&tag={support.TAG}&step=-1", "no step -1"),
         (f"/unit?run=train&tag={support.TAG}&unit=6", "unit 6 out of range"),
         (f"/unit?run=train&tag={support.TAG}&unit=-1", "unit -1 out of range"),
+        (f"/unit?run=resized&tag={support.TAG}&unit=5", "unit 5 out of range"),
         ("/static/nope.js", "no static file"),
         ("/static/__init__.py", "no static file"),  # exists, but not JS or CSS
     ],
@@ -220,7 +268,7 @@ def test_static_files_have_their_mime_types(client, tmp_path, monkeypatch):
 def test_frontend_is_served_from_the_package(client):
     """``/index.js`` is the repository's ``frontend/index.js``, as installed."""
     response = get_ok(client, "/index.js", "text/javascript")
-    assert response.get_data() == plugin._FRONTEND.joinpath("index.js").read_bytes()
+    assert response.get_data() == (REPOSITORY / "frontend" / "index.js").read_bytes()
     assert b"export" in response.get_data()
 
 

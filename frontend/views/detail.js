@@ -5,7 +5,7 @@
 import {el, fmt, pct} from "./dom.js";
 import {FrameGrid} from "./framegrid.js";
 import {barList, columnChart} from "./charts.js";
-import {frame, frames, nearestIndex, slice, unitStats} from "../model.js";
+import {deadMeaning, frame, frames, nearestIndex, slice, unitStats, weightingOf} from "../model.js";
 
 const LARGE_WIDTH = 320;   // CSS px of the large picture
 const FRAME_WIDTH = 64;    // CSS px of one filmstrip frame
@@ -57,7 +57,8 @@ export class DetailView {
   /**
    * current: decoded /features of the step shown, with `unit` the unit;
    * history: decoded /unit response for the filmstrip, null while it loads,
-   * or an Error; step, weighting, diff, shared: what the grid shows;
+   * or an Error; step, weighting (one `current` logged), diff, shared: what
+   * the grid shows;
    * label: subtitle text.
    */
   render({current, unit, history, step, weighting, diff, shared, label}) {
@@ -68,10 +69,12 @@ export class DetailView {
 
     this.large.draw([frame(current, weighting, unit, diff)], shape,
       {cols: 1, scale: scaleFor(LARGE_WIDTH, desc.input_size, 24), diverging: diff});
-    this.renderStats(unitStats(current, weighting, unit), desc.num_windows);
+    this.renderStats(unitStats(current, weighting, unit), desc.num_windows, weighting);
     const share = current.arrays[`${weighting}/position_share`];
+    // End position e = inputs consumed at the window's end: L (the first full
+    // window) to T = L + P - 1.
     this.firing.replaceChildren(share
-      ? columnChart(slice(share, unit), {firstLabel: desc.window - 1, axis: "end position", format: pct})
+      ? columnChart(slice(share, unit), {firstLabel: desc.window, axis: "end position", format: pct})
       : el("p", {class: "note"}, "not logged"));
     const classWeight = current.arrays[`${weighting}/class_weight`];
     this.classes.hidden = !(classWeight && desc.class_names);
@@ -91,10 +94,12 @@ export class DetailView {
       return;
     }
     this.steps = history.header.steps;
+    // The filmstrip stacks the latest layout's steps, which may lack the weighting shown.
+    const stripWeighting = weightingOf(history, weighting);
     const scale = scaleFor(FRAME_WIDTH, shape.D, 4);
     const scroller = this.strip.canvas.parentElement;
     const highlight = nearestIndex(this.steps, step);
-    this.strip.draw(frames(history, weighting, diff), shape, {
+    this.strip.draw(frames(history, stripWeighting, diff), shape, {
       cols: Math.max(1, Math.floor(((scroller.clientWidth || 800) - 3) / (shape.D * scale + 3))),
       scale, diverging: diff, shared, highlight,
     });
@@ -104,10 +109,11 @@ export class DetailView {
       scroller.scrollTop = y - (scroller.clientHeight - h) / 2;
     }
     this.stripNote.textContent = `${this.steps.length} logged steps, ` +
-      `${this.steps[0]}–${this.steps.at(-1)}; click one to show it`;
+      `${this.steps[0]}–${this.steps.at(-1)}` +
+      `${stripWeighting === weighting ? "" : `, ${stripWeighting} weighting`}; click one to show it`;
   }
 
-  renderStats(stats, numWindows) {
+  renderStats(stats, numWindows, weighting) {
     const ess = stats.effectiveSampleSize;
     const rows = [
       ["Active fraction", pct(stats.activeFraction)],
@@ -115,7 +121,7 @@ export class DetailView {
         Number.isFinite(ess) && numWindows ? `${pct(ess)} of ${numWindows} windows` : pct(ess)],
       ["Mean signal", fmt(stats.signalMean)],
       ["Max signal", fmt(stats.signalMax)],
-      ["Dead", stats.dead ? "yes: never active on the probe" : "no"],
+      ["Dead", stats.dead ? `yes: ${deadMeaning(weighting)}` : "no"],
     ];
     this.stats.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
     this.stats.classList.toggle("is-dead", stats.dead);

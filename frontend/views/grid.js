@@ -16,10 +16,12 @@ export class GridView {
     this.hi = el("span", {class: "legend-value"});
     this.scaleNote = el("span", {class: "legend-note"});
     this.readout = el("span", {class: "readout", "aria-live": "polite"});
+    this.note = el("span", {class: "grid-note", role: "status", hidden: true});
     this.element = el("section", {class: "grid-view"},
       el("div", {class: "grid-caption"},
         el("span", {class: "legend"}, this.lo, this.bar, this.hi, this.scaleNote),
         el("span", {class: "legend-dead"}, el("span", {class: "dead-swatch"}), "dead unit"),
+        this.note,
         this.readout),
       el("div", {class: "grid-scroll"}, this.frames.canvas));
   }
@@ -47,6 +49,12 @@ export class GridView {
     this.scaleNote.textContent =
       (options.diverging ? "difference from the probe mean, " : "") +
       (range ? "shared scale" : "scaled per cell");
+  }
+
+  /** A short notice above the grid, e.g. that a step lacks the selected weighting ("" clears it). */
+  say(text) {
+    this.note.textContent = text;
+    this.note.hidden = !text;
   }
 
   /** Text describing the hovered unit ("" clears it). */
