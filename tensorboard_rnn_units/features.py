@@ -211,7 +211,7 @@ class _WindowWalker:
     def __init__(self, model, probe, signal, context, batch_size, device, dtype):
         self.model, self.signal, self.context, self.batch_size = model, signal, context, batch_size
         self.device = device
-        self.x, _, _, self.labels = probe.on(device, dtype)
+        self.x, self.labels = probe.on(device, dtype)
         self.window_sequence, self.window_position = probe.window_sequence, probe.window_position
         self.window = probe.window
         # (N, P, D, L) view of every window without copying.

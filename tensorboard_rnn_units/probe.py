@@ -103,18 +103,14 @@ class Probe:
         return 0 if self.class_names is None else len(self.class_names)
 
     def on(self, device, dtype):
-        """The probe's tensors on ``device`` as ``dtype``, cached across calls
-        (so logging every k steps does not copy the probe each time; the
-        copies live as long as the probe)."""
+        """``(sequences, labels)`` on ``device``, sequences as ``dtype``, cached
+        across calls (so logging every k steps does not copy the probe each
+        time; the copies live as long as the probe). Window indices stay on
+        the CPU, where batches are scheduled."""
         key = (str(device), dtype)
         if key not in self._cache:
             labels = None if self.labels is None else self.labels.to(device)
-            self._cache[key] = (
-                self.sequences.to(device, dtype),
-                self.window_sequence.to(device),
-                self.window_position.to(device),
-                labels,
-            )
+            self._cache[key] = (self.sequences.to(device, dtype), labels)
         return self._cache[key]
 
 
