@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 # Steps kept per tag unless --samples_per_plugin says otherwise; both loaders
 # would otherwise keep only 10 (Python) or 100 (RustBoard).
 DEFAULT_SAMPLES = 1000
+_ALL_STEPS = 2**31 - 1
 
 _FRONTEND = importlib.resources.files("tensorboard_rnn_units.frontend")
 _MIME_TYPES = {".js": "text/javascript", ".css": "text/css"}
@@ -53,9 +54,11 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
 
     def __init__(self, context):
         self._data_provider = context.data_provider
+        # --samples_per_plugin rnn_units=0 means "keep all" to the loaders;
+        # a downsample of 0 would read none of them.
         self._downsample_to = (context.sampling_hints or {}).get(
             self.plugin_name, DEFAULT_SAMPLES
-        )
+        ) or _ALL_STEPS
         self._warned_unreadable = False
 
     def get_plugin_apps(self):

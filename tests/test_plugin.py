@@ -98,6 +98,16 @@ def test_steps_lists_every_logged_step_in_order(client, logdir):
     assert all(isinstance(t, float) for t in wall_times) and wall_times == sorted(wall_times)
 
 
+def test_zero_samples_per_plugin_means_every_step(logdir, loaded):
+    provider, _ = loaded
+    context = base_plugin.TBContext(
+        data_provider=provider, logdir=str(logdir.path), sampling_hints={"rnn_units": 0}
+    )
+    instance = plugin.RnnUnitsLoader().load(context)
+    steps = instance.steps_impl(request_context.RequestContext(), "", "train", support.TAG)
+    assert [s["step"] for s in steps] == sorted(logdir.train)
+
+
 @pytest.mark.parametrize("step", [0, 1, 2, 517])
 def test_features_round_trip_equals_logged_arrays(client, logdir, step):
     response = get_ok(
