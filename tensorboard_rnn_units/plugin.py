@@ -15,6 +15,7 @@ TensorBoard imports this module at start-up, so it must never import torch
 """
 
 import concurrent.futures
+import contextlib
 import importlib.resources
 import logging
 import posixpath
@@ -173,21 +174,14 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
             # more units into the same run directory has a latest layout (the
             # one served) with more: its header blob, one small read, decides.
             units = self._units_of_latest(ctx, run, tag, series[-1])
-        if not 0 <= unit < units:
-            raise errors.NotFoundError(
-                f"unit {unit} out of range: run {run!r}, tag {tag!r} has {units} units"
-            )
+        _check_unit(run, tag, unit, units)
         series = series[::-1]  # latest first: its layout is the one stacked
         rows, header, layout = [], None, None
         for datum, (step_header, arrays) in zip(series, self._read_steps(ctx, run, tag, series)):
             shapes = [(name, array.shape) for name, array in arrays.items()]
             if layout is None:
                 header, layout = step_header, shapes
-                if not 0 <= unit < header["units"]:  # the latest layout has fewer units
-                    raise errors.NotFoundError(
-                        f"unit {unit} out of range: run {run!r}, tag {tag!r} has "
-                        f"{header['units']} units"
-                    )
+                _check_unit(run, tag, unit, header["units"])  # the latest layout may have fewer
             elif shapes != layout:
                 continue
             # Copies: a view would keep the whole decoded step blob alive until np.stack.
@@ -261,17 +255,13 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
 
     def _units_of_latest(self, ctx, run, tag, datum):
         """The ``units`` of a step's header blob, read alone; 404 if unreadable."""
-        try:
+        with _readable(run, tag, datum):
             if not datum.values:
                 raise ValueError("no blobs")
             blob = self._data_provider.read_blob(ctx, blob_key=datum.values[0].blob_key)
             units = metadata.decode_header(blob).get("units")
             if isinstance(units, bool) or not isinstance(units, int):
                 raise ValueError(f"'units' is {units!r}")
-        except ValueError as e:
-            raise errors.NotFoundError(
-                f"step {datum.step} of run {run!r}, tag {tag!r} is unreadable: {e}"
-            ) from None
         return units
 
     def _parse(self, run, tag, content):
@@ -304,12 +294,26 @@ def _context(request):
 
 
 def _decode_step(run, tag, datum, blobs):
-    try:
+    with _readable(run, tag, datum):
         return metadata.decode_step(blobs)
+
+
+@contextlib.contextmanager
+def _readable(run, tag, datum):
+    """Turns a step's format error (``ValueError``) into a 404 naming the step."""
+    try:
+        yield
     except ValueError as e:
         raise errors.NotFoundError(
             f"step {datum.step} of run {run!r}, tag {tag!r} is unreadable: {e}"
         ) from None
+
+
+def _check_unit(run, tag, unit, units):
+    if not 0 <= unit < units:
+        raise errors.NotFoundError(
+            f"unit {unit} out of range: run {run!r}, tag {tag!r} has {units} units"
+        )
 
 
 def _respond_wire(request, header, arrays):
