@@ -129,13 +129,14 @@ def make_probe(dataset, args):
 
 
 def fresh_run_dir(logdir, name):
-    """``<logdir>/<name>``, emptied of the event files of an earlier demo run."""
+    """``<logdir>/<name>``, emptied of the event and data files of an earlier demo run."""
     run_dir = os.path.join(logdir, name)
     old = glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))
     if old:
         print(f"Replacing the previous run in {run_dir}")
     for path in old:
         os.remove(path)
+    shutil.rmtree(os.path.join(run_dir, "plugins"), ignore_errors=True)
     return run_dir
 
 
@@ -170,7 +171,7 @@ def log_units(writer, model, probe, args, step):
     """Logs the units at ``step`` with the project's API; returns the features."""
     return rnn_units.add_rnn_units(
         writer, TAG, model.rnn, probe, readout=model.readout, rollout=args.rollout,
-        weightings=tuple(args.weighting), layer=args.layer, global_step=step,
+        weighting=tuple(args.weighting), layer=args.layer, global_step=step,
     )
 
 

@@ -1,12 +1,14 @@
 """The rnn_units TensorBoard plugin: HTTP routes over ``context.data_provider``.
 
-Reads only through the data provider, so it works with both of
-TensorBoard's loaders (``--load_fast=true``, RustBoard, and ``false``). Routes
-(under ``/data/plugin/rnn_units``; details in ``docs/CONTRACTS.md``):
+Reads records through the data provider, so it works with both of
+TensorBoard's loaders (``--load_fast=true``, RustBoard, and ``false``), and
+data files through ``reader``. Routes (under ``/data/plugin/rnn_units``;
+details in ``docs/CONTRACTS.md``):
 
 - ``/tags``: ``{run: {tag: description}}``;
 - ``/steps?run=&tag=``: ``[{"step", "wall_time"}, ...]`` ascending;
-- ``/features?run=&tag=&step=``: one step's arrays, in the ``wire`` format;
+- ``/features?run=&tag=&step=[&units=START:STOP]``: one step's arrays (of
+  those units), in the ``wire`` format;
 - ``/unit?run=&tag=&unit=``: one unit across all steps, in the ``wire`` format;
 - ``/index.js``, ``/static/<path>``: the frontend's JavaScript and CSS.
 
@@ -14,10 +16,7 @@ TensorBoard imports this module at start-up, so it must never import torch
 (users may not have it; an import error here would stop TensorBoard).
 """
 
-import concurrent.futures
-import contextlib
 import importlib.resources
-import logging
 import posixpath
 import re
 
@@ -27,13 +26,11 @@ from werkzeug import wrappers
 from tensorboard import errors
 from tensorboard import plugin_util
 from tensorboard.backend import http_util
-from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 
 from tensorboard_rnn_units import metadata
+from tensorboard_rnn_units import reader
 from tensorboard_rnn_units import wire
-
-logger = logging.getLogger(__name__)
 
 # Steps kept per tag unless --samples_per_plugin says otherwise; both loaders
 # would otherwise keep only 10 (Python) or 100 (RustBoard).
@@ -45,7 +42,7 @@ _MIME_TYPES = {".js": "text/javascript", ".css": "text/css"}
 # One path segment of a static file: no "..", no hidden files, no separators.
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 _INTEGER = re.compile(r"-?[0-9]+")
-_READERS = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="rnn_units_read")
+_UNIT_RANGE = re.compile(r"([0-9]*):([0-9]*)")
 
 
 class RnnUnitsPlugin(base_plugin.TBPlugin):
@@ -54,13 +51,10 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
     plugin_name = metadata.PLUGIN_NAME
 
     def __init__(self, context):
-        self._data_provider = context.data_provider
         # --samples_per_plugin rnn_units=0 means "keep all" to the loaders;
         # a downsample of 0 would read none of them.
-        self._downsample_to = (context.sampling_hints or {}).get(
-            self.plugin_name, DEFAULT_SAMPLES
-        ) or _ALL_STEPS
-        self._warned_unreadable = False
+        downsample = (context.sampling_hints or {}).get(self.plugin_name, DEFAULT_SAMPLES) or _ALL_STEPS
+        self._reader = reader.StepReader(context.data_provider, context.logdir, downsample)
 
     def get_plugin_apps(self):
         return {
@@ -100,6 +94,7 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
             _arg(request, "run"),
             _arg(request, "tag"),
             _int_arg(request, "step"),
+            _range_arg(request, "units"),
         )
         return _respond_wire(request, header, arrays)
 
@@ -126,78 +121,81 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
     # Implementations: plain data in and out, testable without HTTP.
 
     def tags_impl(self, ctx, experiment):
-        """Returns ``{run: {tag: description}}`` of every readable tag."""
-        listing = self._data_provider.list_blob_sequences(
-            ctx, experiment_id=experiment, plugin_name=self.plugin_name
-        )
+        """Returns ``{run: {tag: description}}``, each the tag's latest step's layout."""
         result = {}
-        for run, tags in listing.items():
-            for tag, series in tags.items():
-                description = self._parse(run, tag, series.plugin_content)
-                if description is not None:
-                    result.setdefault(run, {})[tag] = description
+        for run, tags in self._reader.tags(ctx, experiment).items():
+            for tag, data in tags.items():
+                if data:
+                    step = self._reader.step(ctx, experiment, run, tag, data[-1])
+                    result.setdefault(run, {})[tag] = metadata.describe(step.header)
         return result
 
     def steps_impl(self, ctx, experiment, run, tag):
         """Returns ``[{"step", "wall_time"}, ...]`` ascending by step."""
-        _, series = self._series(ctx, experiment, run, tag)
-        return [{"step": datum.step, "wall_time": datum.wall_time} for datum in series]
+        data = self._reader.series(ctx, experiment, run, tag)
+        return [{"step": datum.step, "wall_time": datum.wall_time} for datum in data]
 
-    def features_impl(self, ctx, experiment, run, tag, step):
-        """Returns ``(header, arrays)`` of one step; the header gains step and wall time."""
-        _, series = self._series(ctx, experiment, run, tag)
-        datum = next((d for d in series if d.step == step), None)
+    def features_impl(self, ctx, experiment, run, tag, step, units=None):
+        """Returns ``(header, arrays)`` of one step, its per-unit arrays cut to ``units``.
+
+        Args:
+          units: ``(start, stop)`` with ``None`` for an open end, like a
+            Python slice of the step's units (clipped to them); all when ``None``.
+
+        Raises:
+          NotFoundError: no such run, tag or step.
+          InvalidArgumentError: ``units`` selects none of the step's units.
+        """
+        data = self._reader.series(ctx, experiment, run, tag)
+        datum = next((d for d in data if d.step == step), None)
         if datum is None:
             raise errors.NotFoundError(f"no step {step} in run {run!r}, tag {tag!r}")
-        [(header, arrays)] = self._read_steps(ctx, run, tag, [datum])
-        return dict(header, step=datum.step, wall_time=datum.wall_time), arrays
+        count = self._reader.step(ctx, experiment, run, tag, datum).header["units"]
+        start, stop, _ = slice(*(units or (None, None))).indices(count)
+        if start >= stop:
+            raise errors.InvalidArgumentError(
+                f"units={_format_range(units)} selects none of the {count} units of step {step}"
+            )
+        header, arrays = self._reader.read(ctx, experiment, run, tag, datum, start, stop)
+        header = dict(metadata.describe(header), step=datum.step, wall_time=datum.wall_time,
+                      unit_range=[start, stop])
+        return header, arrays
 
     def unit_impl(self, ctx, experiment, run, tag, unit):
         """Returns ``(header, arrays)`` of one unit, each array stacked over steps.
 
-        Per-unit arrays are sliced at ``unit``, the others kept whole; the
-        leading axis of each is the step, as listed in ``header["steps"]``.
-        Steps logged with another layout than the latest (a rerun with other
-        sizes into the same run directory) cannot be stacked and are left out.
+        The steps stacked are those with the layout of the latest step that
+        has ``unit``; steps of another layout (a layer resized under the same
+        tag by another process) are listed in ``other_layout_steps``.
 
         Raises:
-          NotFoundError: no such run, tag or steps, or ``unit`` out of range.
-            A unit the tag's description does not have is answered before any
-            step's arrays are read (at most the latest step's header is).
+          NotFoundError: no such run or tag, or no step has ``unit``.
         """
-        description, series = self._series(ctx, experiment, run, tag)
-        if not series:
-            raise errors.NotFoundError(f"no steps in run {run!r}, tag {tag!r}")
-        units = description["units"]
-        if unit >= units:
-            # The description is the tag's *first* logged step's. A rerun with
-            # more units into the same run directory has a latest layout (the
-            # one served) with more: its header blob, one small read, decides.
-            units = self._units_of_latest(ctx, run, tag, series[-1])
-        _check_unit(run, tag, unit, units)
-        series = series[::-1]  # latest first: its layout is the one stacked
-        rows, header, layout = [], None, None
-        for datum, (step_header, arrays) in zip(series, self._read_steps(ctx, run, tag, series)):
-            shapes = [(name, array.shape) for name, array in arrays.items()]
-            if layout is None:
-                header, layout = step_header, shapes
-                _check_unit(run, tag, unit, header["units"])  # the latest layout may have fewer
-            elif shapes != layout:
-                continue
-            # Copies: a view would keep the whole decoded step blob alive until np.stack.
-            sliced = {
-                name: (array[unit] if metadata.is_per_unit(name) else array).copy()
-                for name, array in arrays.items()
-            }
-            rows.append((datum, sliced))
-        rows.reverse()
+        data = self._reader.series(ctx, experiment, run, tag)
+        steps = self._reader.steps(ctx, experiment, run, tag, data)
+        having = [datum for datum, step in zip(data, steps) if unit < step.header["units"]]
+        if not having:
+            most = max((step.header["units"] for step in steps), default=0)
+            raise errors.NotFoundError(
+                f"unit {unit} out of range: no step of run {run!r}, tag {tag!r} has more than {most} units"
+            )
+        rows = [(datum, header, reader.take_unit(arrays, 0)) for datum, (header, arrays) in
+                zip(having, self._reader.read_many(ctx, experiment, run, tag, having, unit, unit + 1))]
+        shape = lambda arrays: [(name, array.shape, axes) for name, (array, axes) in arrays.items()]
+        latest = shape(rows[-1][2])
+        stacked = [(datum, arrays) for datum, _, arrays in rows if shape(arrays) == latest]
+        shown = {datum.step for datum, _ in stacked}
         header = dict(
-            header,
+            metadata.describe(rows[-1][1]),
             unit=unit,
-            steps=[datum.step for datum, _ in rows],
-            wall_times=[datum.wall_time for datum, _ in rows],
+            steps=[datum.step for datum, _ in stacked],
+            wall_times=[datum.wall_time for datum, _ in stacked],
+            other_layout_steps=[datum.step for datum in data if datum.step not in shown],
         )
-        arrays = {name: np.stack([row[name] for _, row in rows]) for name, _ in layout}
+        arrays = {
+            name: (np.stack([row[name][0] for _, row in stacked]), ["step", *axes])
+            for name, _, axes in latest
+        }
         return header, arrays
 
     def static_impl(self, path):
@@ -216,66 +214,6 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
             raise errors.NotFoundError(f"no static file {path!r}")
         return resource.read_bytes(), mime_type
 
-    # Reading.
-
-    def _series(self, ctx, experiment, run, tag):
-        """``(description, step data ascending by step)`` of a readable run/tag; 404 otherwise."""
-        run_tag_filter = provider.RunTagFilter(runs=[run], tags=[tag])
-        listing = self._data_provider.list_blob_sequences(
-            ctx,
-            experiment_id=experiment,
-            plugin_name=self.plugin_name,
-            run_tag_filter=run_tag_filter,
-        )
-        series = listing.get(run, {}).get(tag)
-        description = None if series is None else self._parse(run, tag, series.plugin_content)
-        if description is None:
-            raise errors.NotFoundError(
-                f"no {self.plugin_name} data for run {run!r}, tag {tag!r}"
-            )
-        data = self._data_provider.read_blob_sequences(
-            ctx,
-            experiment_id=experiment,
-            plugin_name=self.plugin_name,
-            downsample=self._downsample_to,
-            run_tag_filter=run_tag_filter,
-        )
-        return description, sorted(data.get(run, {}).get(tag, ()), key=lambda datum: datum.step)
-
-    def _read_steps(self, ctx, run, tag, data):
-        """Yields ``(header, arrays)`` of each datum in turn; blobs are read concurrently.
-
-        With RustBoard each ``read_blob`` is a gRPC call of a few milliseconds,
-        mostly waiting; overlapping them makes reading many steps ~5x faster.
-        """
-        keys = [blob.blob_key for datum in data for blob in datum.values]
-        blobs = _READERS.map(lambda key: self._data_provider.read_blob(ctx, blob_key=key), keys)
-        for datum in data:
-            yield _decode_step(run, tag, datum, [next(blobs) for _ in datum.values])
-
-    def _units_of_latest(self, ctx, run, tag, datum):
-        """The ``units`` of a step's header blob, read alone; 404 if unreadable."""
-        with _readable(run, tag, datum):
-            if not datum.values:
-                raise ValueError("no blobs")
-            blob = self._data_provider.read_blob(ctx, blob_key=datum.values[0].blob_key)
-            units = metadata.decode_header(blob).get("units")
-            if isinstance(units, bool) or not isinstance(units, int):
-                raise ValueError(f"'units' is {units!r}")
-        return units
-
-    def _parse(self, run, tag, content):
-        """The tag's description; ``None``, with one warning in all, if unreadable or newer."""
-        try:
-            return metadata.parse_plugin_metadata(content)
-        except ValueError as e:
-            if not self._warned_unreadable:
-                self._warned_unreadable = True
-                logger.warning(
-                    "Skipping rnn_units data it cannot read (run %r, tag %r): %s", run, tag, e
-                )
-            return None
-
 
 class RnnUnitsLoader(base_plugin.TBLoader):
     """Loads the plugin and makes TensorBoard keep enough steps of its data."""
@@ -293,29 +231,6 @@ def _context(request):
     return plugin_util.context(environ), plugin_util.experiment_id(environ)
 
 
-def _decode_step(run, tag, datum, blobs):
-    with _readable(run, tag, datum):
-        return metadata.decode_step(blobs)
-
-
-@contextlib.contextmanager
-def _readable(run, tag, datum):
-    """Turns a step's format error (``ValueError``) into a 404 naming the step."""
-    try:
-        yield
-    except ValueError as e:
-        raise errors.NotFoundError(
-            f"step {datum.step} of run {run!r}, tag {tag!r} is unreadable: {e}"
-        ) from None
-
-
-def _check_unit(run, tag, unit, units):
-    if not 0 <= unit < units:
-        raise errors.NotFoundError(
-            f"unit {unit} out of range: run {run!r}, tag {tag!r} has {units} units"
-        )
-
-
 def _respond_wire(request, header, arrays):
     return http_util.Respond(request, wire.pack(header, arrays), "application/octet-stream")
 
@@ -325,6 +240,23 @@ def _arg(request, name):
     if not value:
         raise errors.InvalidArgumentError(f"missing query parameter {name!r}")
     return value
+
+
+def _range_arg(request, name):
+    """``(start, stop)`` of a ``START:STOP`` parameter (either may be empty), or ``None`` if absent."""
+    value = request.args.get(name)
+    if value is None:
+        return None
+    match = _UNIT_RANGE.fullmatch(value)
+    if not match:
+        raise errors.InvalidArgumentError(
+            f"query parameter {name!r} must be START:STOP with non-negative integers, got {value!r}"
+        )
+    return tuple(int(n) if n else None for n in match.groups())
+
+
+def _format_range(units):
+    return ":".join("" if n is None else str(n) for n in units) if units else ":"
 
 
 def _int_arg(request, name):

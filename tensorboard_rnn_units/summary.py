@@ -1,26 +1,34 @@
-"""UnitFeatures -> TensorBoard ``Summary`` proto -> ``SummaryWriter``.
+"""UnitFeatures -> the summary format (``metadata``) -> any event writer.
 
-``rnn_units_pb`` needs neither TensorFlow nor a writer; ``add_unit_features``
-and ``add_rnn_units`` follow ``SummaryWriter.add_*`` conventions.
+``add_rnn_units`` and ``add_unit_features`` write each step's data to a file
+in the run's ``plugins/rnn_units/`` folder and a small record under the tag
+in the event file, so TensorBoard lists every step while holding only the
+records in memory (a 4,096-unit step is about 10 MB). ``rnn_units_pb``
+needs no writer: its ``Summary`` carries the data inline, for writers of
+your own and small layers.
 """
 
+import os
+import secrets
 import warnings
 import weakref
 
 import numpy as np
 
+from tensorboard.compat import tf
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
 from tensorboard_rnn_units import metadata
 from tensorboard_rnn_units.features import UnitFeatures, compute_unit_features
 from tensorboard_rnn_units.validation import check_int
 
-# Last step written per writer and tag, to warn about steps that go backwards.
-_last_steps = weakref.WeakKeyDictionary()
+# Per writer: {tag: (last step, layout)}, to catch steps that go backwards
+# and layouts that change under a tag.
+_logged = weakref.WeakKeyDictionary()
 
 
-def describe(features):
-    """The JSON description of a tag (see ``metadata``) for these features."""
+def layout(features):
+    """The tag's layout (``metadata.LAYOUT_KEYS``) of these features."""
     return {
         "units": features.units,
         "window": features.window,
@@ -29,53 +37,136 @@ def describe(features):
         "positions": features.positions,
         "display": features.display,
         "class_names": features.class_names,
-        "weightings": list(features.weighted),
         "signal": features.signal,
         "layer": features.layer,
         "context": features.context,
         "num_windows": features.num_windows,
-        "top_fraction": features.top_fraction,
+        "probe_fingerprint": features.probe_fingerprint,
     }
 
 
 def step_arrays(features):
-    """The named numpy arrays of one step, in the order of ``metadata``'s table."""
+    """The named ``(array, axes)`` of one step, in the order of ``metadata``'s table."""
     f16 = lambda t: metadata.compact_float(t.numpy())
     f32 = lambda t: t.numpy().astype(np.float32)
-    arrays = {"mean_window": f16(features.mean_window)}
+    arrays = {"mean_window": (f16(features.mean_window), ["window", "input"])}
     if features.mean_rollout is not None:
-        arrays["mean_rollout"] = f16(features.mean_rollout)
-    arrays["signal_mean"] = f32(features.signal_mean)
-    arrays["signal_max"] = f32(features.signal_max)
+        arrays["mean_rollout"] = (f16(features.mean_rollout), ["rollout", "input"])
+    arrays["signal_mean"] = (f32(features.signal_mean), ["unit"])
+    arrays["signal_max"] = (f32(features.signal_max), ["unit"])
     if features.class_counts is not None:
-        arrays["class_counts"] = f32(features.class_counts)
+        arrays["class_counts"] = (f32(features.class_counts), ["class"])
     for name, w in features.weighted.items():
-        arrays[f"{name}/average"] = f16(w.average)
+        arrays[f"{name}/average"] = (f16(w.average), ["unit", "window", "input"])
         if w.rollout is not None:
-            arrays[f"{name}/rollout"] = f16(w.rollout)
-        arrays[f"{name}/active_fraction"] = f32(w.active_fraction)
-        arrays[f"{name}/effective_sample_size"] = f32(w.effective_sample_size)
-        arrays[f"{name}/position_share"] = f32(w.position_share)
+            arrays[f"{name}/rollout"] = (f16(w.rollout), ["unit", "rollout", "input"])
+        arrays[f"{name}/active_fraction"] = (f32(w.active_fraction), ["unit"])
+        arrays[f"{name}/effective_sample_size"] = (f32(w.effective_sample_size), ["unit"])
+        arrays[f"{name}/position_share"] = (f32(w.position_share), ["unit", "end_position"])
         if w.class_weight is not None:
-            arrays[f"{name}/class_weight"] = f32(w.class_weight)
-        arrays[f"{name}/dead"] = w.dead.numpy().astype(np.uint8)
+            arrays[f"{name}/class_weight"] = (f32(w.class_weight), ["unit", "class"])
+        arrays[f"{name}/dead"] = (w.dead.numpy().astype(np.uint8), ["unit"])
     return arrays
 
 
-def rnn_units_pb(tag, features, description=None):
-    """A ``Summary`` proto holding ``features`` under ``tag``, for any event writer.
+def rnn_units_pb(tag, features, *, description=None):
+    """A self-contained ``Summary`` proto of ``features`` under ``tag``, for any event writer.
+
+    The data is inline in the event, which TensorBoard keeps in memory:
+    ``add_unit_features`` suits large layers better.
 
     Args:
       tag: the summary tag, e.g. ``"rnn/units"``.
       features: ``UnitFeatures`` from ``compute_unit_features``.
       description: optional Markdown shown with the tag.
     """
+    header, shared, chunks = _encode(tag, features)
+    return _summary(tag, header, [shared, *chunks], description)
+
+
+def add_unit_features(writer, tag, features, *, global_step, walltime=None):
+    """Writes precomputed ``features`` under ``tag`` at ``global_step``.
+
+    The step's data goes to ``<logdir>/plugins/rnn_units/`` of the writer's
+    run, then its record to the event file. Steps must strictly increase
+    per tag (TensorBoard keeps one value per step); a step that does not
+    gets a ``UserWarning``.
+
+    Args:
+      writer: ``torch.utils.tensorboard.SummaryWriter`` or tensorboardX's.
+      global_step: the training step, an integer >= 0.
+      walltime: seconds since the epoch; the time of the call by default.
+
+    Raises:
+      TypeError: ``writer`` is not a SummaryWriter, or ``features`` not
+        ``UnitFeatures``.
+      ValueError: ``tag`` empty, ``global_step`` not an integer >= 0, or a
+        layout (sizes, signal, probe, ...) other than the one this writer
+        logged under ``tag`` before.
+    """
+    _write(writer, _file_writer(writer), tag, features, global_step, walltime)
+
+
+def _write(writer, file_writer, tag, features, global_step, walltime):
+    """``add_unit_features``'s work; both public calls reach it at the same stack depth."""
+    global_step = check_int("global_step", global_step, 0)
+    header, shared, chunks = _encode(tag, features)
+    _check_logged(writer, tag, global_step, header)
+    header["file"] = f"{global_step:012d}-{secrets.token_hex(6)}.rnnu"
+    folder = os.path.join(file_writer.get_logdir(), *metadata.PLUGIN_DIR)
+    tf.io.gfile.makedirs(folder)
+    # The data first: a reader that sees the record finds its whole file.
+    with tf.io.gfile.GFile(os.path.join(folder, header["file"]), "wb") as f:
+        f.write(b"".join([shared, *chunks]))
+    file_writer.add_summary(_summary(tag, header, [], None), global_step, walltime)
+
+
+def add_rnn_units(
+    writer,
+    tag,
+    rnn,
+    probe,
+    *,
+    global_step,
+    readout=None,
+    rollout=0,
+    weighting=("top", "relu"),
+    walltime=None,
+    **options,
+):
+    """Computes the units' features on ``probe`` and writes them under ``tag``.
+
+    Everything after ``probe`` is keyword-only and ``global_step`` is
+    required: a positional step would silently land elsewhere. Both
+    weightings are logged by default, computed together (windows and
+    rollouts run once), so the viewer can switch between them (``"top"``
+    first: it is shown by default). ``options`` go to
+    ``compute_unit_features`` (``layer``, ``signal``, ``top_fraction``,
+    ``context``, ``batch_size``); see ``add_unit_features`` for the rest.
+
+    Returns:
+      the ``UnitFeatures`` written.
+    """
+    file_writer = _file_writer(writer)
+    features = compute_unit_features(
+        rnn, probe, readout=readout, rollout=rollout, weighting=weighting, **options
+    )
+    _write(writer, file_writer, tag, features, global_step, walltime)
+    return features
+
+
+def _encode(tag, features):
     if not isinstance(tag, str) or not tag:
         raise ValueError(f"tag: expected a non-empty string, got {tag!r}")
     if not isinstance(features, UnitFeatures):
         raise TypeError(f"features: expected UnitFeatures from compute_unit_features, got {type(features).__name__}")
-    tag_description = describe(features)
-    blobs = metadata.encode_step(tag_description, step_arrays(features))
+    description = dict(layout(features), weightings=list(features.weighted), top_fraction=features.top_fraction)
+    return metadata.encode_step(description, step_arrays(features))
+
+
+def _summary(tag, header, data_blobs, description):
+    """The ``Summary`` of one step: the header blob, then ``data_blobs``."""
+    blobs = [metadata.encode_json(header), *data_blobs]
     tensor = tensor_pb2.TensorProto(
         dtype=types_pb2.DT_STRING,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
@@ -84,82 +175,41 @@ def rnn_units_pb(tag, features, description=None):
         string_val=blobs,
     )
     summary_metadata = metadata.create_summary_metadata(
-        tag_description, display_name=tag, summary_description=description or ""
+        header, display_name=tag, summary_description=description or ""
     )
     return summary_pb2.Summary(
         value=[summary_pb2.Summary.Value(tag=tag, metadata=summary_metadata, tensor=tensor)]
     )
 
 
-def add_unit_features(writer, tag, features, global_step=None, walltime=None):
-    """Writes precomputed ``features`` to a ``SummaryWriter``.
-
-    Steps must strictly increase per tag (TensorBoard keeps one value per
-    step); a step that does not gets a ``UserWarning``.
-
-    Raises:
-      TypeError: ``writer`` is not a ``torch.utils.tensorboard.SummaryWriter``,
-        or ``features`` not ``UnitFeatures``.
-      ValueError: ``tag`` empty, or ``global_step`` not an integer.
-    """
-    _check_writer(writer)
-    _write(writer, tag, features, global_step, walltime)
-
-
-def _check_writer(writer):
-    from torch.utils.tensorboard import SummaryWriter
-
-    if not isinstance(writer, SummaryWriter):
+def _file_writer(writer):
+    """The event file writer of a PyTorch or tensorboardX ``SummaryWriter``."""
+    get = getattr(writer, "_get_file_writer", None)
+    file_writer = get() if callable(get) else None
+    if not (hasattr(file_writer, "add_summary") and hasattr(file_writer, "get_logdir")):
         raise TypeError(
-            f"writer: expected a torch.utils.tensorboard.SummaryWriter, got {type(writer).__name__}; "
-            "for another writer, write tensorboard_rnn_units.rnn_units_pb(tag, features) yourself"
+            f"writer: expected a torch.utils.tensorboard or tensorboardX SummaryWriter, got "
+            f"{type(writer).__name__}; for another writer, write "
+            "tensorboard_rnn_units.rnn_units_pb(tag, features) yourself"
         )
+    return file_writer
 
 
-def _write(writer, tag, features, global_step, walltime):
-    """Writes the summary, warning (at the user's call) when steps do not increase."""
-    summary = rnn_units_pb(tag, features)
-    if global_step is not None:
-        global_step = check_int("global_step", global_step, 0)
-        steps = _last_steps.setdefault(writer, {})
-        last = steps.get(tag)
-        if last is not None and global_step <= last:
+def _check_logged(writer, tag, step, header):
+    """Refuses a layout change under ``tag``; warns (at the user's call) when steps do not increase."""
+    logged = _logged.setdefault(writer, {})
+    if tag in logged:
+        last, earlier = logged[tag]
+        for key in metadata.LAYOUT_KEYS:
+            if header[key] != earlier[key]:
+                raise ValueError(
+                    f"tag {tag!r}: {key} is {header[key]!r}, but this writer logged {earlier[key]!r} "
+                    "under it before; a tag's layout cannot change, so log this model under a new tag"
+                )
+        if step <= last:
             warnings.warn(
-                f"global_step {global_step} for tag {tag!r} does not increase "
+                f"global_step {step} for tag {tag!r} does not increase "
                 f"(last was {last}); steps must strictly increase per tag",
-                stacklevel=3,  # the user's call of add_unit_features or add_rnn_units
+                stacklevel=4,  # the user's call of add_unit_features or add_rnn_units, via _write
             )
-        steps[tag] = global_step
-    writer._get_file_writer().add_summary(summary, global_step, walltime)
-
-
-def add_rnn_units(
-    writer,
-    tag,
-    rnn,
-    probe,
-    readout=None,
-    rollout=0,
-    weightings=("top", "relu"),
-    global_step=None,
-    walltime=None,
-    **compute_kwargs,
-):
-    """Computes the units' features on ``probe`` and writes them under ``tag``.
-
-    Both weightings are logged by default, computed together (windows and
-    rollouts run once), so the viewer can switch between them (``"top"``
-    first: it is shown by default). Other
-    keyword arguments go to ``compute_unit_features`` (``layer``,
-    ``signal``, ``top_fraction``, ``context``, ``batch_size``). Steps must
-    strictly increase per tag; see ``add_unit_features``.
-
-    Returns:
-      the ``UnitFeatures`` written.
-    """
-    _check_writer(writer)
-    features = compute_unit_features(
-        rnn, probe, readout=readout, rollout=rollout, weighting=weightings, **compute_kwargs
-    )
-    _write(writer, tag, features, global_step, walltime)
-    return features
+    logged[tag] = (step, {key: header[key] for key in metadata.LAYOUT_KEYS})

@@ -4,7 +4,8 @@ Layout of one buffer, little-endian throughout:
 
 - bytes ``0..4``: uint32 ``n``, the length of the header;
 - bytes ``4..4 + n``: UTF-8 JSON header, the caller's keys plus
-  ``"arrays": [{"name", "dtype", "shape", "offset", "nbytes"}, ...]``;
+  ``"arrays": [{"name", "dtype", "shape", "axes", "offset", "nbytes"}, ...]``
+  (``axes`` names each dimension, see ``metadata``);
 - each array's raw C-order bytes at its ``offset``, counted from the start
   of the buffer and a multiple of 8 (zero padding in between), so the
   browser can view them as typed arrays without copying.
@@ -23,13 +24,15 @@ def pack(header, arrays):
 
     Args:
       header: dict of JSON values; its ``"arrays"`` key, if any, is replaced.
-      arrays: ordered mapping of name to numpy array with a dtype in
+      arrays: ordered mapping of name to ``(numpy array, axes)``, dtypes in
         ``metadata.DTYPES``.
 
     Raises:
       ValueError: an array has another dtype.
     """
-    specs, data = metadata.pack_arrays(arrays)
+    data, specs = metadata.pack_arrays({name: array for name, (array, _) in arrays.items()})
+    for spec, (_, axes) in zip(specs, arrays.values()):
+        spec["axes"] = list(axes)
     # The offsets are in the header, whose length moves the offsets: grow the
     # data start until the header fits before it (a few rounds at most).
     start = 0

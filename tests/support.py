@@ -138,10 +138,69 @@ def unpack_wire(buffer):
     return header, arrays
 
 
+def decode_logged_step(blobs, run_dir=None):
+    """``(header, {name: numpy array})`` of one logged step, from its blobs
+    (and its data file in ``run_dir``), whatever the format version.
+
+    Written from the format's description in ``metadata``'s docstring, not
+    from its code, so it checks the encoder.
+    """
+    header = json.loads(blobs[0].decode("utf-8"))
+    if header["version"] == 1:
+        return header, {
+            spec["name"]: np.frombuffer(blobs[1], spec["dtype"], int(np.prod(spec["shape"])), spec["offset"])
+            .reshape(spec["shape"]) for spec in header["arrays"]
+        }
+    if header["file"] is None:
+        data = b"".join(blobs[1:])
+        assert len(blobs[1]) % 8 == 0, "the shared part is padded to 8 bytes"
+    else:
+        assert len(blobs) == 1, "a step with a data file has only its header in the event"
+        with open(os.path.join(run_dir, "plugins", "rnn_units", header["file"]), "rb") as f:
+            data = f.read()
+    arrays, offset = {}, 0
+    for spec in header["arrays"]:  # the shared part: every array without a unit axis
+        if "unit" not in spec["axes"]:
+            offset += -offset % 8
+            count = int(np.prod(spec["shape"]))
+            arrays[spec["name"]] = np.frombuffer(data, "<" + np.dtype(spec["dtype"]).str[1:], count, offset).reshape(spec["shape"])
+            offset += count * np.dtype(spec["dtype"]).itemsize
+    records = offset + -offset % 8
+    fields, size = [], 0  # one record per unit: each array's slice at its item size's alignment
+    for spec in header["arrays"]:
+        if "unit" in spec["axes"]:
+            axis = spec["axes"].index("unit")
+            rest = spec["shape"][:axis] + spec["shape"][axis + 1 :]
+            dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+            size += -size % dtype.itemsize
+            fields.append((spec, axis, rest, dtype, size))
+            size += dtype.itemsize * int(np.prod(rest))
+    size = max(8, size + -size % 8)
+    units = header["units"]
+    assert len(data) == records + units * size, "nothing after the last record"
+    for spec, axis, rest, dtype, at in fields:
+        rows = [np.frombuffer(data, dtype, int(np.prod(rest)), records + u * size + at).reshape(rest)
+                for u in range(units)]
+        arrays[spec["name"]] = np.stack(rows, axis=axis)
+    return header, arrays
+
+
+def read_logged_steps(run_dir, tag=TAG):
+    """``{step: (header, arrays)}`` of ``tag`` in ``run_dir``, read with TensorBoard's EventAccumulator."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    accumulator = event_accumulator.EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    return {
+        event.step: decode_logged_step(list(event.tensor_proto.string_val), run_dir)
+        for event in accumulator.Tensors(tag)
+    }
+
+
 def logged_arrays(features, tag=TAG):
-    """The arrays of one step as the summary API encodes them for the event file."""
+    """The arrays of one step as the summary API encodes them."""
     summary = rnn_units.rnn_units_pb(tag, features)
-    return metadata.decode_step(list(summary.value[0].tensor.string_val))[1]
+    return decode_logged_step(list(summary.value[0].tensor.string_val))[1]
 
 
 def write_run(
@@ -182,7 +241,7 @@ def write_run(
             (torch.nn.RNN(input_size, units, batch_first=True), torch.nn.Linear(units, input_size))
             for _ in range(variants)
         ]
-    options = {} if weightings is None else {"weightings": weightings}
+    options = {} if weightings is None else {"weighting": weightings}
     logged, computed = {}, []
     with SummaryWriter(os.path.join(logdir, run)) as writer:
         for i, step in enumerate(steps):

@@ -13,11 +13,9 @@ import subprocess
 import sys
 
 import pytest
-from tensorboard.backend.event_processing import plugin_event_accumulator
 
 from demo import __main__ as demo_main
 from demo import data as demo_data
-from tensorboard_rnn_units import metadata
 
 import support
 
@@ -52,14 +50,7 @@ def demo_logdir(tmp_path_factory):
 
 def read_steps(run_dir, tag=demo_main.TAG):
     """``{step: (header, arrays)}`` of ``tag`` in ``run_dir``, via TensorBoard's loader."""
-    accumulator = plugin_event_accumulator.EventAccumulator(
-        str(run_dir), size_guidance={plugin_event_accumulator.TENSORS: 0}
-    )
-    accumulator.Reload()
-    return {
-        event.step: metadata.decode_step(list(event.tensor_proto.string_val))
-        for event in accumulator.Tensors(tag)
-    }
+    return support.read_logged_steps(run_dir, tag)
 
 
 def test_digits_demo_logs_several_steps_of_every_unit(demo_logdir):
@@ -89,7 +80,8 @@ def test_rerun_replaces_the_previous_run(tmp_path):
     write_demo_logdir(tmp_path)
     output = write_demo_logdir(tmp_path, "--steps", "3")
     assert "Replacing the previous run" in output
-    assert len(os.listdir(tmp_path / "digits")) == 1
+    assert sorted(os.listdir(tmp_path / "digits"))[1:] == ["plugins"]  # one event file, then plugins/
+    assert len(os.listdir(tmp_path / "digits" / "plugins" / "rnn_units")) == 3  # this run's steps
     assert sorted(read_steps(tmp_path / "digits")) == [0, 2, 3]
 
 
