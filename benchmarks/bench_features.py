@@ -78,7 +78,7 @@ def main():
         on_device = rnn_units.compute_unit_features(rnn, probe, readout=readout, rollout=R, weighting="top")
         rnn.cpu(), head.cpu()
         on_cpu = rnn_units.compute_unit_features(rnn, probe, readout=readout, rollout=R, weighting="top")
-        diff = (on_device.average - on_cpu.average).abs().max().item()
+        diff = (on_device["top"].average - on_cpu["top"].average).abs().max().item()
         print(f"max |average({device}) - average(cpu)| = {diff:.2e}")
 
 

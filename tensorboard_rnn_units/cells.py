@@ -2,10 +2,12 @@
 
 ``compute_unit_features`` talks to models only through the ``StepModel``
 protocol below. PyTorch's ``nn.RNN``, ``nn.GRU``, ``nn.LSTM`` (any
-``num_layers``, either ``batch_first``) and their cell classes are adapted by
+``num_layers``, either ``batch_first``), their cell classes and subclasses of
+any of these (e.g. modules parametrized by ``weight_norm``) are adapted by
 ``TorchRecurrent``; any other model can implement the protocol itself.
 """
 
+import functools
 from typing import Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
@@ -16,7 +18,8 @@ from tensorboard_rnn_units.validation import check_int
 
 State = Tuple[torch.Tensor, ...]
 
-# Module class -> (kind, is a cell). Order matters for the error message only.
+# Module class -> (kind, is a cell); subclasses use their most specific base
+# here. Order matters for the error message only.
 SUPPORTED = {
     nn.RNN: ("rnn", False),
     nn.GRU: ("gru", False),
@@ -63,18 +66,24 @@ class StepModel(Protocol):
         """The ``(B, H_top)`` top-layer hidden state that a readout maps to an input."""
 
 
+# StepModel's members, to name the ones a partial implementation lacks.
+STEP_MODEL_ATTRIBUTES = ("input_size", "hidden_size", "signals")
+STEP_MODEL_METHODS = ("initial_state", "step", "readout_input")
+
+
 class TorchRecurrent:
     """``StepModel`` for PyTorch's RNN, GRU and LSTM modules and cells.
 
     Re-implements their step equations from the module's own parameters
     (dropout between layers is not applied: features are measured in eval
     mode), so the pre-activation of a plain RNN can be read, and any layer
-    of a stack can be the one shown.
+    of a stack can be the one shown. A subclass is run as its supported base
+    (its own ``forward``, if any, is not used).
     """
 
     def __init__(self, module, layer=-1):
         self.module = module
-        self.kind, is_cell = SUPPORTED[type(module)]
+        self.kind, is_cell = SUPPORTED[_supported_base(type(module))]
         if not is_cell and module.bidirectional:
             raise ValueError(
                 "rnn: bidirectional layers are not supported (a unit's state "
@@ -88,18 +97,24 @@ class TorchRecurrent:
             hint=f" for a {self.num_layers}-layer {type(module).__name__}",
         )
         self.layer = layer % self.num_layers
-        suffixes = [""] if is_cell else [f"_l{k}" for k in range(self.num_layers)]
-        self.weights = [
-            tuple(getattr(module, f"{name}{s}", None) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-            for s in suffixes
-        ]
+        self.suffixes = [""] if is_cell else [f"_l{k}" for k in range(self.num_layers)]
         self.input_size = module.input_size
         self.hidden_size = module.hidden_size
         self.signals = SIGNALS[self.kind]
         self.nonlinearity = torch.tanh if getattr(module, "nonlinearity", "tanh") == "tanh" else torch.relu
 
+    @functools.cached_property
+    def weights(self):
+        """Per layer ``(weight_ih, weight_hh, bias_ih, bias_hh)``, read once on
+        the first ``step``: inside ``compute_unit_features``' no-grad, eval-mode
+        context, so parametrized weights (computed on each attribute access)
+        are computed once, without autograd, and ``spectral_norm`` does not
+        power-iterate (which would change its buffers)."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return [tuple(getattr(self.module, f"{name}{s}", None) for name in names) for s in self.suffixes]
+
     def initial_state(self, batch_size):
-        w = self.weights[0][0]
+        w = next(self.module.parameters())  # not self.weights, which must wait for the first step
         count = self.num_layers * (2 if self.kind == "lstm" else 1)
         return tuple(w.new_zeros(batch_size, self.hidden_size) for _ in range(count))
 
@@ -136,20 +151,36 @@ class TorchRecurrent:
 def as_step_model(rnn, layer=-1):
     """Wraps ``rnn`` as a ``StepModel``; a ``StepModel`` is used as it is.
 
+    A complete ``StepModel`` wins over a supported base class, so a subclass
+    of ``nn.GRU`` (say) can define its own steps.
+
     Raises:
-      TypeError: ``rnn`` is neither a supported module nor a ``StepModel``.
+      TypeError: ``rnn`` is neither a supported module nor a ``StepModel``,
+        naming the members a partial ``StepModel`` lacks.
       ValueError: bidirectional, projected LSTM, or ``layer`` out of range.
     """
-    if type(rnn) in SUPPORTED:
-        return TorchRecurrent(rnn, layer)
-    if isinstance(rnn, StepModel):
+    missing = [name for name in STEP_MODEL_ATTRIBUTES if not hasattr(rnn, name)]
+    missing += [name for name in STEP_MODEL_METHODS if not callable(getattr(rnn, name, None))]
+    if not missing:
         if layer != -1:
             raise ValueError(
                 "layer: a custom StepModel shows the units it chooses; leave layer at -1"
             )
         return rnn
+    if _supported_base(type(rnn)) is not None:
+        return TorchRecurrent(rnn, layer)
+    if len(missing) < len(STEP_MODEL_ATTRIBUTES + STEP_MODEL_METHODS):
+        raise TypeError(
+            f"rnn: {type(rnn).__name__} implements only part of tensorboard_rnn_units.StepModel; "
+            f"missing {', '.join(missing)}"
+        )
     names = ", ".join(f"nn.{cls.__name__}" for cls in SUPPORTED)
     raise TypeError(
-        f"rnn: unsupported type {type(rnn).__name__}; expected one of {names}, "
+        f"rnn: unsupported type {type(rnn).__name__}; expected one of {names} (or a subclass), "
         "or an object implementing tensorboard_rnn_units.StepModel"
     )
+
+
+def _supported_base(cls):
+    """The first class of ``cls``'s MRO (its most specific base) in ``SUPPORTED``, or None."""
+    return next((base for base in cls.__mro__ if base in SUPPORTED), None)

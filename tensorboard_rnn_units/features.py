@@ -12,6 +12,7 @@ over the probe before the main one).
 
 import contextlib
 import dataclasses
+import inspect
 import numbers
 from typing import Dict, Optional
 
@@ -53,8 +54,10 @@ class WeightedFeatures:
 class UnitFeatures:
     """Per-unit features of one model on one probe.
 
-    ``weighted`` maps each weighting name to its ``WeightedFeatures``; the
-    first one's fields are also available directly (``features.average``).
+    Each weighting's results are indexed by name, ``features["top"]``, in
+    the order of ``features.weightings``; ``weighted`` is the same dict.
+    ``probe_fingerprint`` is ``Probe.fingerprint``, to tell which probe the
+    features were measured on.
     """
 
     weighted: Dict[str, WeightedFeatures]
@@ -70,11 +73,27 @@ class UnitFeatures:
     top_fraction: float
     num_windows: int
     display: str
+    probe_fingerprint: str
 
-    def __getattr__(self, name):
+    def __getitem__(self, weighting):
+        try:
+            return self.weighted[weighting]
+        except (KeyError, TypeError):
+            raise KeyError(f"weighting {weighting!r} was not computed; these were {self.weightings}") from None
+
+    # Not a mapping: without this, iter() and `in` would call __getitem__(0), (1), ...
+    __iter__ = None
+
+    def __getattr__(self, name):  # only called when normal lookup fails
+        hint = ""
         if name in WeightedFeatures.__dataclass_fields__:
-            return getattr(next(iter(self.weighted.values())), name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            hint = f"; index the weighting first, e.g. features['top'].{name}"
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}{hint}")
+
+    @property
+    def weightings(self):
+        """The weighting names, in the order they were asked for."""
+        return tuple(self.weighted)
 
     @property
     def units(self):
@@ -105,7 +124,7 @@ def compute_unit_features(
     rollout=0,
     layer=-1,
     signal=None,
-    weighting="relu",
+    weighting=("top", "relu"),
     top_fraction=0.02,
     context="prefix",
     batch_size=8192,
@@ -114,13 +133,15 @@ def compute_unit_features(
 
     Args:
       rnn: ``nn.RNN``, ``nn.GRU``, ``nn.LSTM`` (unidirectional, any
-        ``num_layers``, either ``batch_first``), one of their cells, or a
-        ``StepModel``.
+        ``num_layers``, either ``batch_first``), one of their cells, a
+        subclass of these (e.g. parametrized by ``weight_norm`` or
+        ``spectral_norm``), or a ``StepModel``.
       probe: a ``Probe`` with ``D == rnn.input_size``.
       readout: callable mapping a ``(B, H_top)`` top-layer hidden state (on
         the model's device and dtype) to a ``(B, D)`` prediction of the next
-        input; needed when ``rollout > 0``. An ``nn.Module`` (or a method of
-        one) is put in eval mode too.
+        input; needed when ``rollout > 0``. An ``nn.Module``, a method of one,
+        or a function naming modules (``lambda h: model.head(h)``) puts them
+        in eval mode too, so rollouts never run dropout.
       rollout: ``R``, the number of predictions fed back after each window.
       layer: whose units are shown (``-1``: the top layer).
       signal: ``"preactivation"`` (default for RNN), ``"hidden"`` (default
@@ -129,8 +150,9 @@ def compute_unit_features(
         (``w = max(signal - q_u, 0)``, ``q_u`` the unit's ``1 - top_fraction``
         quantile over all windows; a unit whose top windows all tie at its
         maximum, as a saturated tanh does, weighs those windows 1), or a
-        tuple of both (computed together: windows and rollouts are run once;
-        the first is the default of the result).
+        tuple of them, computed together (windows and rollouts are run once);
+        both by default, as ``add_rnn_units`` logs them. The result is
+        indexed by name: ``features["top"].average``.
       top_fraction: in ``(0, 1]``, the fraction of windows ``"top"`` keeps.
       context: ``"prefix"`` runs from a zero state over the whole sequence up
         to the window's end; ``"window"`` from a zero state at its start.
@@ -177,7 +199,8 @@ def compute_unit_features(
 
     state = model.initial_state(1)[0]
     device, dtype = state.device, state.dtype
-    with _measuring(device, rnn, readout, getattr(readout, "__self__", None)):
+    # The first step reads TorchRecurrent's weights: inside, in eval mode (see cells.py).
+    with _measuring(device, rnn, *_readout_objects(readout)):
         walker = _WindowWalker(model, probe, signal, context, batch_size, device, dtype)
         sums = _Sums(probe, tuple(weightings), model.hidden_size, rollout, walker.labels, device, dtype)
         if "top" in weightings:
@@ -424,6 +447,7 @@ class _Sums:
             top_fraction=float(top_fraction),
             num_windows=n,
             display=probe.display,
+            probe_fingerprint=probe.fingerprint,
         )
 
 
@@ -456,6 +480,18 @@ def _check_finite(source, values):
 
 def _not_finite(source):
     return ValueError(f"{source}: produced NaN or Inf on the probe; the features would be meaningless")
+
+
+def _readout_objects(readout):
+    """What ``readout`` may run: itself, a bound method's object and, for a
+    plain function, what it names (``lambda h: model.head(h)`` names
+    ``model``), so that their modules are put in eval mode too."""
+    objects = [readout, getattr(readout, "__self__", None)]
+    if inspect.isfunction(readout):
+        with contextlib.suppress(ValueError):  # a closure variable not assigned yet
+            names = inspect.getclosurevars(readout)
+            objects += [*names.nonlocals.values(), *names.globals.values()]
+    return objects
 
 
 @contextlib.contextmanager

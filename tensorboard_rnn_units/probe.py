@@ -1,5 +1,8 @@
 """Probe: the fixed windows (and labels) every logged step is measured on."""
 
+import hashlib
+
+import numpy as np
 import torch
 
 from tensorboard_rnn_units import metadata
@@ -13,7 +16,8 @@ class Probe:
     ``L..T``. All ``N * (T - L + 1)`` windows are used unless ``max_windows``
     asks for a uniform sample without replacement, drawn reproducibly from
     ``seed`` (torch's global RNG is not touched). Keep one probe for a whole
-    training run so that logged steps are comparable.
+    training run so that logged steps are comparable; ``fingerprint`` tells
+    probes apart.
 
     Args:
       sequences: tensor or array ``(N, T, D)``, batch-first whatever the
@@ -26,6 +30,11 @@ class Probe:
       seed: seed of the window sample.
       display: how a viewer draws an ``(L, D)`` window, one of
         ``metadata.DISPLAYS`` (``"image_rows"``: row ``i`` is input ``i``).
+
+    Attributes:
+      fingerprint: 16 hex characters of a SHA-256 of what defines the windows
+        (the sequences as float32, ``L``, the chosen windows, the labels),
+        the same across processes, versions and platforms.
 
     Raises:
       ValueError: a bad shape, value or argument, naming it.
@@ -75,6 +84,7 @@ class Probe:
         # Windows sorted by sequence, then end position.
         self.window_sequence = chosen // positions
         self.window_position = chosen % positions  # e - L, in 0..P-1
+        self.fingerprint = self._fingerprint()
         self._cache = {}
 
     @property
@@ -102,6 +112,25 @@ class Probe:
     def num_classes(self):
         return 0 if self.class_names is None else len(self.class_names)
 
+    def _fingerprint(self):
+        digest = hashlib.sha256(FINGERPRINT_VERSION)
+
+        def part(name, values, dtype):  # name, byte length, little-endian bytes
+            data = np.ascontiguousarray(values, dtype=dtype)
+            digest.update(name + data.nbytes.to_bytes(8, "little"))
+            digest.update(data)
+
+        part(b"shape", self.sequences.shape, "<i8")
+        part(b"sequences", self.sequences.numpy(), "<f4")
+        part(b"window", self.window, "<i8")
+        part(b"window_sequence", self.window_sequence.numpy(), "<i8")
+        part(b"window_position", self.window_position.numpy(), "<i8")
+        if self.labels is None:
+            part(b"no labels", [], "<i8")
+        else:
+            part(b"labels", self.labels.numpy(), "<i8")
+        return digest.hexdigest()[:16]
+
     def on(self, device, dtype):
         """``(sequences, labels)`` on ``device``, sequences as ``dtype``, cached
         across calls (so logging every k steps does not copy the probe each
@@ -120,6 +149,9 @@ def _as_tensor(name, value):
     except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{name}: expected a tensor or array of numbers ({e})") from None
 
+
+# Prefix of the data hashed into Probe.fingerprint: change it when that data changes.
+FINGERPRINT_VERSION = b"rnn_units.probe.v1"
 
 # Without class_names, labels above this are taken for a mistake, not classes.
 MAX_UNNAMED_CLASSES = 10_000

@@ -107,15 +107,15 @@ def test_diverged_model_is_reported():
 
 def test_writer_must_be_a_summary_writer(tmp_path):
     probe = rnn_units.Probe(X, 2)
-    with pytest.raises(TypeError, match=r"writer: expected a torch.utils.tensorboard.SummaryWriter, got str"):
-        rnn_units.add_rnn_units(str(tmp_path), "t", nn.RNN(3, 4), probe)
+    with pytest.raises(TypeError, match=r"writer: expected a torch.utils.tensorboard.*SummaryWriter, got str"):
+        rnn_units.add_rnn_units(str(tmp_path), "t", nn.RNN(3, 4), probe, global_step=0)
     features = _compute()
-    with pytest.raises(TypeError, match=r"writer: expected a torch.utils.tensorboard.SummaryWriter, got dict"):
-        rnn_units.add_unit_features({}, "t", features)
+    with pytest.raises(TypeError, match=r"writer: expected a torch.utils.tensorboard.*SummaryWriter, got dict"):
+        rnn_units.add_unit_features({}, "t", features, global_step=0)
     with SummaryWriter(tmp_path) as writer:
         with pytest.raises(ValueError, match=r"tag: expected a non-empty string"):
-            rnn_units.add_unit_features(writer, "", features)
+            rnn_units.add_unit_features(writer, "", features, global_step=0)
         with pytest.raises(TypeError, match=r"features: expected UnitFeatures from compute_unit_features, got dict"):
-            rnn_units.add_unit_features(writer, "t", {"a": 1})
+            rnn_units.add_unit_features(writer, "t", {"a": 1}, global_step=0)
         with pytest.raises(ValueError, match=r"global_step: expected an integer >= 0, got 1.5"):
             rnn_units.add_unit_features(writer, "t", features, global_step=1.5)

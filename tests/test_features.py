@@ -98,8 +98,8 @@ def test_sampled_windows_and_contexts_match_reference(kind, context):
             weighting=weighting, top_fraction=0.3, readout=readout, rollout=R, context=context,
         )
         _compare(both, ref, weighting)
-    assert list(both.weighted) == ["top", "relu"]
-    assert torch.equal(both.average, both.weighted["top"].average)
+    assert both.weightings == ("top", "relu") and list(both.weighted) == ["top", "relu"]
+    assert both["top"] is both.weighted["top"] and both["relu"] is both.weighted["relu"]
 
 
 def test_window_context_differs_from_prefix():
@@ -107,7 +107,7 @@ def test_window_context_differs_from_prefix():
     probe = rnn_units.Probe(_data()[0], L)
     a = rnn_units.compute_unit_features(module, probe, context="prefix", signal="hidden")
     b = rnn_units.compute_unit_features(module, probe, context="window", signal="hidden")
-    assert not torch.allclose(a.average, b.average)
+    assert not torch.allclose(a["relu"].average, b["relu"].average)
 
 
 def test_batch_size_does_not_change_results():
@@ -127,7 +127,7 @@ def test_dead_unit_gets_zeros_not_nan_and_is_flagged():
         module.bias_ih_l0[:] = 100.0  # every pre-activation positive ...
         module.bias_ih_l0[2] = -100.0  # ... but unit 2's, always negative
     probe = rnn_units.Probe(_data()[0], L)
-    f = rnn_units.compute_unit_features(module, probe, readout=_readout(), rollout=R)
+    f = rnn_units.compute_unit_features(module, probe, readout=_readout(), rollout=R)["relu"]
     assert f.dead.tolist() == [False, False, True, False, False]
     assert torch.all(f.average[2] == 0) and torch.all(f.rollout[2] == 0)
     assert f.effective_sample_size[2] == 0 and f.active_fraction[2] == 0
@@ -141,7 +141,7 @@ def test_float32_model_matches_float64():
     probe = rnn_units.Probe(x, L)
     a = rnn_units.compute_unit_features(m64, probe, weighting="top", top_fraction=0.3)
     b = rnn_units.compute_unit_features(m32, probe, weighting="top", top_fraction=0.3)
-    torch.testing.assert_close(a.average, b.average, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(a["top"].average, b["top"].average, rtol=1e-4, atol=1e-4)
 
 
 def test_quantile_matches_torch_quantile():
@@ -173,7 +173,9 @@ def test_leaves_model_mode_parameters_grads_and_rng_untouched():
         assert torch.equal(p.grad, grads[k])
     module.eval()  # no dropout was applied in train mode either
     b = rnn_units.compute_unit_features(module, probe, readout=head, rollout=R)
-    torch.testing.assert_close(a.average, b.average)
+    for w in ("top", "relu"):
+        torch.testing.assert_close(a[w].average, b[w].average)
+        torch.testing.assert_close(a[w].rollout, b[w].rollout)
 
 
 class SigmoidRNN(nn.Module):
@@ -215,7 +217,7 @@ def test_custom_step_model():
     S, X = torch.stack(signals), torch.stack(inputs)
     w = (S - torch.quantile(S, 0.75, dim=0)).clamp_min(0)
     expected = torch.einsum("wu,wld->uld", w, X) / w.sum(0)[:, None, None]
-    torch.testing.assert_close(f.average, expected)
+    torch.testing.assert_close(f["top"].average, expected)
     assert f.signal == "preactivation"
 
 
@@ -232,9 +234,9 @@ def test_saturated_units_weigh_their_tied_top_windows_equally():
     S = torch.stack([module(x[n, : p + L][None])[1][0, 0] for n, p in windows]).detach()
     saturated = torch.quantile(S, 0.7, dim=0) >= S.max(0).values
     assert saturated.any(), "the test needs a unit whose top windows tie at its maximum"
-    assert not f.dead.any()
-    torch.testing.assert_close(f.average, ref["average"].double(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(f.position_share, ref["position_share"].double(), rtol=1e-5, atol=1e-6)
+    assert not f["top"].dead.any()
+    torch.testing.assert_close(f["top"].average, ref["average"].double(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(f["top"].position_share, ref["position_share"].double(), rtol=1e-5, atol=1e-6)
 
 
 def test_half_precision_model_and_autocast_give_the_float32_features():
@@ -276,7 +278,8 @@ def test_readout_method_of_a_module_runs_in_eval_mode_and_leaves_the_rng():
     rng = torch.get_rng_state()
     a = rnn_units.compute_unit_features(module, probe, readout=head.predict, rollout=R)
     b = rnn_units.compute_unit_features(module, probe, readout=head.predict, rollout=R)
-    torch.testing.assert_close(a.rollout, b.rollout)  # no dropout noise
+    for w in ("top", "relu"):
+        torch.testing.assert_close(a[w].rollout, b[w].rollout)  # no dropout noise
     assert head.training and head.dropout.training
     assert torch.equal(torch.get_rng_state(), rng)
 
@@ -289,3 +292,92 @@ def test_a_readout_that_draws_random_numbers_leaves_the_global_rng():
         module, probe, rollout=2, readout=lambda h: torch.rand(h.shape[0], D, dtype=h.dtype)
     )
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+class MyGRU(nn.GRU):
+    """A user's subclass of a supported module."""
+
+    def forward(self, x, h=None):  # the kind of override a user writes; the math is nn.GRU's
+        return super().forward(x, h)
+
+
+def _plain(parametrized, plain):
+    """``plain``, an un-parametrized module, loaded with ``parametrized``'s weights as read in eval
+    mode (spectral_norm does not power-iterate then); ``parametrized``'s mode is restored."""
+    training = parametrized.training
+    parametrized.eval()
+    with torch.no_grad():
+        plain.load_state_dict({name: getattr(parametrized, name) for name, _ in plain.named_parameters()})
+    parametrized.train(training)
+    return plain
+
+
+def _gru_subclass():
+    torch.manual_seed(1)
+    module = MyGRU(D, H, num_layers=2).double()
+    return module, module, "hidden"
+
+
+def _weight_norm_rnn():
+    from torch.nn.utils.parametrizations import weight_norm
+
+    module = weight_norm(weight_norm(_model("rnn", num_layers=2), "weight_ih_l0"), "weight_hh_l1")
+    return module, _plain(module, _model("rnn", num_layers=2)), "preactivation"
+
+
+def _spectral_norm_lstm():
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    module = spectral_norm(_model("lstm", num_layers=2), "weight_hh_l0").train()  # train mode iterates
+    return module, _plain(module, _model("lstm", num_layers=2)), "cell"
+
+
+@pytest.mark.parametrize("make", [_gru_subclass, _weight_norm_rnn, _spectral_norm_lstm])
+def test_subclasses_and_parametrized_modules_match_the_reference(make):
+    module, plain, signal = make()
+    assert type(module) not in (nn.RNN, nn.GRU, nn.LSTM)
+    x, labels = _data()
+    probe = rnn_units.Probe(x, L, labels=labels)
+    readout = _readout()
+    training, state = module.training, {k: v.clone() for k, v in module.state_dict().items()}
+    features = rnn_units.compute_unit_features(
+        module, probe, readout=readout, rollout=R, layer=0, signal=signal, top_fraction=0.2,
+    )
+    # Read in eval mode and without autograd: spectral_norm's u and v are untouched.
+    assert module.training == training
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    windows = list(zip(probe.window_sequence.tolist(), probe.window_position.tolist()))
+    for weighting in ("top", "relu"):
+        ref = reference_features(
+            plain, probe.sequences.double(), windows, L, signal=signal, layer=0, weighting=weighting,
+            top_fraction=0.2, readout=readout, rollout=R, labels=labels, num_classes=C,
+        )
+        _compare(features, ref, weighting)
+
+
+def _dropout_head():
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Linear(H, D), nn.Dropout(0.5), nn.Sigmoid()).double()
+
+
+class _Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.head = _model("gru"), _dropout_head()
+
+
+@pytest.mark.parametrize("form", ["module", "lambda naming the model"])
+def test_rollouts_never_run_dropout(form):
+    model = _Model().train()
+    readout = model.head if form == "module" else lambda h: model.head(h)  # the README's form
+    probe = rnn_units.Probe(_data()[0], L)
+    run = lambda: rnn_units.compute_unit_features(model.rnn, probe, readout=readout, rollout=R)
+    a, b = run(), run()
+    assert all(m.training for m in model.modules())
+    model.head.eval()  # by hand
+    expected = run()
+    for w in ("top", "relu"):
+        assert torch.equal(a[w].rollout, b[w].rollout)
+        assert torch.equal(a[w].rollout, expected[w].rollout)
+    assert torch.equal(a.mean_rollout, expected.mean_rollout)
