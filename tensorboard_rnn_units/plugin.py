@@ -173,11 +173,11 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
         """
         data = self._reader.series(ctx, experiment, run, tag)
         steps = self._reader.steps(ctx, experiment, run, tag, data)
-        having = [datum for datum, step in zip(data, steps) if unit < step.header["units"]]
+        having = [datum for datum, step in zip(data, steps) if 0 <= unit < step.header["units"]]
         if not having:
             most = max((step.header["units"] for step in steps), default=0)
             raise errors.NotFoundError(
-                f"unit {unit} out of range: no step of run {run!r}, tag {tag!r} has more than {most} units"
+                f"unit {unit} out of range: the steps of run {run!r}, tag {tag!r} have units 0..{most - 1}"
             )
         rows = [(datum, header, reader.take_unit(arrays, 0)) for datum, (header, arrays) in
                 zip(having, self._reader.read_many(ctx, experiment, run, tag, having, unit, unit + 1))]

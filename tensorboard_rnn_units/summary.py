@@ -118,7 +118,7 @@ def _write(writer, file_writer, tag, features, global_step, walltime):
     # The data first: a reader that sees the record finds its whole file.
     with tf.io.gfile.GFile(os.path.join(folder, header["file"]), "wb") as f:
         f.write(b"".join([shared, *chunks]))
-    file_writer.add_summary(_summary(tag, header, [], None), global_step, walltime)
+    file_writer.add_summary(_for_writer(file_writer, _summary(tag, header, [], None)), global_step, walltime)
 
 
 def add_rnn_units(
@@ -193,6 +193,15 @@ def _file_writer(writer):
             "tensorboard_rnn_units.rnn_units_pb(tag, features) yourself"
         )
     return file_writer
+
+
+def _for_writer(file_writer, summary):
+    """``summary`` as the writer's own ``Summary`` class: tensorboardX has its own copy of the protos."""
+    if type(file_writer).__module__.split(".")[0] == "tensorboardX":
+        from tensorboardX.proto import summary_pb2 as tensorboardx_summary_pb2
+
+        return tensorboardx_summary_pb2.Summary.FromString(summary.SerializeToString())
+    return summary
 
 
 def _check_logged(writer, tag, step, header):

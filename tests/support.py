@@ -6,6 +6,7 @@ Import as ``import support`` (pytest puts ``tests/`` on ``sys.path``).
 import contextlib
 import json
 import os
+import pathlib
 import socket
 import struct
 import subprocess
@@ -24,6 +25,9 @@ import tensorboard_rnn_units as rnn_units
 from tensorboard_rnn_units import metadata
 
 TAG = "rnn/units"
+# What the format-v1 code decoded from the fixture logdir (tests/fixtures/README.md).
+V1_EXPECTED = os.path.join(os.path.dirname(__file__), "fixtures", "v1_expected.npz")
+V1_FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "v1_logdir"
 CLASS_NAMES = ["low", "high"]
 
 # The MNIST test split the team provides beside the project (never committed).
@@ -116,18 +120,20 @@ def tensorboard(logdir, load_fast, extra_args=(), timeout=90.0):
                 process.wait()
 
 
-def unpack_wire(buffer):
+def unpack_wire(buffer, with_axes=False):
     """Decodes the plugin's wire format (docs/CONTRACTS.md), asserting its layout.
 
     Written from the contract, not from ``wire.py``, so it checks the encoder.
 
     Returns:
-      ``(header without "arrays", {name: numpy array})``.
+      ``(header without "arrays", {name: numpy array})``, and ``{name: axes}``
+      third when ``with_axes``.
     """
     (n,) = struct.unpack_from("<I", buffer)
     header = json.loads(buffer[4 : 4 + n].decode("utf-8"))
     arrays, end = {}, 4 + n
-    for spec in header.pop("arrays"):
+    specs = header.pop("arrays")
+    for spec in specs:
         offset, size = spec["offset"], int(np.prod(spec["shape"]))
         assert offset % 8 == 0 and offset >= end and not any(buffer[end:offset])
         dtype = np.dtype(spec["dtype"]).newbyteorder("<")
@@ -135,6 +141,8 @@ def unpack_wire(buffer):
         arrays[spec["name"]] = np.frombuffer(buffer, dtype, size, offset).reshape(spec["shape"])
         end = offset + spec["nbytes"]
     assert end <= len(buffer)
+    if with_axes:
+        return header, arrays, {spec["name"]: spec["axes"] for spec in specs}
     return header, arrays
 
 
@@ -191,6 +199,8 @@ def read_logged_steps(run_dir, tag=TAG):
 
     accumulator = event_accumulator.EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
     accumulator.Reload()
+    if tag not in accumulator.Tags()["tensors"]:
+        return {}
     return {
         event.step: decode_logged_step(list(event.tensor_proto.string_val), run_dir)
         for event in accumulator.Tensors(tag)

@@ -26,6 +26,7 @@ import support
 import tensorboard_rnn_units as rnn_units
 from tensorboard_rnn_units import metadata
 from tensorboard_rnn_units import plugin
+from tensorboard_rnn_units import reader
 from tensorboard_rnn_units import wire
 
 ROUTES = "/data/plugin/rnn_units"
@@ -75,20 +76,29 @@ def test_plugin_is_listed_with_its_frontend(client):
 
 def test_tags_describe_readable_tags_with_shapes(client, logdir):
     tags = get_ok(client, "/tags", "application/json").json
-    assert sorted(tags) == ["mixed", "resized", "train"]
-    assert list(tags["mixed"]) == [support.TAG]  # the newer-version tag is skipped
+    assert sorted(tags) == ["mixed", "resized", "shrunk", "train", "v1"]
+    assert sorted(tags["mixed"]) == [logdir.inline_tag, support.TAG]  # the newer-version tag is skipped
     description = tags["train"][support.TAG]
-    features = logdir.train[0]
+    features = logdir.train[max(logdir.train)]
     assert description == summary_description(features)
     shapes = {k: description[k] for k in ("units", "window", "rollout", "input_size", "positions")}
     assert shapes == {"units": 6, "window": 4, "rollout": 3, "input_size": 3, "positions": 7}
     assert description["weightings"] == ["top", "relu"]
     assert description["class_names"] == support.CLASS_NAMES
+    assert description["probe_fingerprint"] == features.probe_fingerprint and len(features.probe_fingerprint) == 16
+
+
+def test_tags_describe_each_tags_latest_layout(client):
+    """A layer resized under one tag (by another process) is described as it is now."""
+    tags = get_ok(client, "/tags", "application/json").json
+    assert tags["resized"][support.TAG]["units"] == 5
+    assert tags["shrunk"][support.TAG]["units"] == 4
+    assert tags["v1"][support.TAG]["version"] == 1 and tags["v1"][support.TAG]["units"] == 5
 
 
 def summary_description(features):
-    content = rnn_units.rnn_units_pb(support.TAG, features).value[0].metadata.plugin_data.content
-    return metadata.parse_plugin_metadata(content)
+    header = rnn_units.rnn_units_pb(support.TAG, features).value[0].tensor.string_val[0]
+    return metadata.describe(metadata.decode_header(header))
 
 
 def test_steps_lists_every_logged_step_in_order(client, logdir):
@@ -123,12 +133,67 @@ def test_features_round_trip_equals_logged_arrays(client, logdir, step):
         np.testing.assert_array_equal(arrays[name], array, err_msg=name)
 
 
+@pytest.mark.parametrize("units, expected", [("2:5", (2, 5)), ("4:", (4, 6)), (":1", (0, 1)), ("5:99", (5, 6)), (":", (0, 6))])
+def test_features_of_a_unit_range(client, logdir, units, expected):
+    response = get_ok(
+        client, f"/features?run=train&tag={support.TAG}&step=517&units={units}", "application/octet-stream"
+    )
+    header, arrays, axes = support.unpack_wire(response.get_data(), with_axes=True)
+    start, stop = expected
+    assert header["unit_range"] == [start, stop] and header["units"] == 6
+    logged = support.logged_arrays(logdir.train[517])
+    assert list(arrays) == list(logged)
+    for name, array in logged.items():
+        if name in SHARED_ARRAYS:
+            assert "unit" not in axes[name]
+            np.testing.assert_array_equal(arrays[name], array, err_msg=name)
+        else:
+            assert axes[name][0] == "unit"
+            np.testing.assert_array_equal(arrays[name], array[start:stop], err_msg=name)
+    assert axes["top/average"] == ["unit", "window", "input"]
+    assert axes["top/position_share"] == ["unit", "end_position"]
+
+
+# The arrays without a unit axis.
+SHARED_ARRAYS = ("mean_window", "mean_rollout", "class_counts")
+
+
+def test_inline_steps_are_served_like_file_steps(client, logdir):
+    response = get_ok(
+        client, f"/features?run=mixed&tag={logdir.inline_tag}&step=0&units=1:3", "application/octet-stream"
+    )
+    header, arrays = support.unpack_wire(response.get_data())
+    logged = support.logged_arrays(logdir.train[0])
+    assert header["unit_range"] == [1, 3]
+    np.testing.assert_array_equal(arrays["relu/rollout"], logged["relu/rollout"][1:3])
+    np.testing.assert_array_equal(arrays["mean_window"], logged["mean_window"])
+
+
+def test_version_1_logs_still_serve_every_array(client):
+    expected = np.load(support.V1_EXPECTED)
+    for step in (0, 10, 20):
+        header, arrays = support.unpack_wire(get_ok(
+            client, f"/features?run=v1&tag={support.TAG}&step={step}", "application/octet-stream"
+        ).get_data())
+        assert header["version"] == 1 and header["unit_range"] == [0, 5]
+        names = [key.split("|")[2] for key in expected if key.startswith(f"train|{step}|")]
+        assert list(arrays) == names
+        for name in names:
+            np.testing.assert_array_equal(arrays[name], expected[f"train|{step}|{name}"], err_msg=name)
+    header, arrays = support.unpack_wire(get_ok(
+        client, f"/unit?run=v1&tag={support.TAG}&unit=3", "application/octet-stream"
+    ).get_data())
+    assert header["steps"] == [0, 10, 20] and header["other_layout_steps"] == []
+    np.testing.assert_array_equal(arrays["top/average"][2], expected["train|20|top/average"][3])
+
+
 def test_unit_slices_one_unit_across_all_steps(client, logdir):
     unit = 4
     response = get_ok(
         client, f"/unit?run=train&tag={support.TAG}&unit={unit}", "application/octet-stream"
     )
-    header, arrays = support.unpack_wire(response.get_data())
+    header, arrays, axes = support.unpack_wire(response.get_data(), with_axes=True)
+    assert axes["top/average"] == ["step", "window", "input"] and axes["signal_max"] == ["step"]
     steps = sorted(logdir.train)
     assert header["unit"] == unit and header["steps"] == steps
     assert len(header["wall_times"]) == len(steps) and header["units"] == 6
@@ -142,7 +207,7 @@ def test_unit_slices_one_unit_across_all_steps(client, logdir):
         assert sorted(arrays) == sorted(expected)
         for name, array in expected.items():
             np.testing.assert_array_equal(
-                arrays[name][i], array[unit] if metadata.is_per_unit(name) else array, err_msg=name
+                arrays[name][i], array if name in SHARED_ARRAYS else array[unit], err_msg=name
             )
     # Neighbouring steps were logged from different models.
     assert not np.array_equal(arrays["relu/average"][0], arrays["relu/average"][1])
@@ -163,42 +228,63 @@ class CountingProvider:
         return self._provider.read_blob(ctx, blob_key=blob_key)
 
 
-@pytest.mark.parametrize(
-    "run, unit, reads",
-    [
-        # A unit past the description's count (the first step's) reads only the
-        # latest step's header blob: a rerun into the run may have more units.
-        ("train", 6, 1),
-        ("train", 10**9, 1),
-        ("resized", 5, 1),    # described with 4 units (step 0), the latest has 5
-        ("train", -1, 0),     # no layout has it: nothing read
-    ],
-)
-def test_unit_out_of_range_answers_before_reading_the_steps(logdir, loaded, run, unit, reads):
+@pytest.mark.parametrize("run, unit", [("train", 6), ("train", 10**9), ("resized", 5), ("train", -1)])
+def test_unit_out_of_range_reads_only_step_headers_once(logdir, loaded, run, unit):
     provider, sampling_hints = loaded
     counting = CountingProvider(provider)
     context = base_plugin.TBContext(
         data_provider=counting, logdir=str(logdir.path), sampling_hints=sampling_hints
     )
     rnn_plugin = plugin.RnnUnitsLoader().load(context)
-    with pytest.raises(errors.NotFoundError, match=f"unit {unit} out of range"):
-        rnn_plugin.unit_impl(request_context.RequestContext(), "", run, support.TAG, unit)
-    assert counting.reads == reads
-    # The last unit the latest layout has is read in full: every step of it.
-    last = {"train": 5, "resized": 4}[run]
-    counting.reads = 0
-    header, _ = rnn_plugin.unit_impl(request_context.RequestContext(), "", run, support.TAG, last)
-    assert header["unit"] == last and counting.reads >= 2 * len(header["steps"])
+    steps = len(rnn_plugin.steps_impl(request_context.RequestContext(), "", run, support.TAG))
+    for reads in (steps, 0):  # one header blob per step, then none: headers are cached
+        counting.reads = 0
+        with pytest.raises(errors.NotFoundError, match=f"unit {unit} out of range"):
+            rnn_plugin.unit_impl(request_context.RequestContext(), "", run, support.TAG, unit)
+        assert counting.reads == reads
 
 
-def test_unit_leaves_out_steps_of_an_older_layout(client, logdir):
+def test_unit_of_a_resized_layer_stacks_the_steps_that_have_it(client, logdir):
+    """Never a 404 for a unit that exists: the steps with it are served, the others listed."""
     response = get_ok(client, f"/unit?run=resized&tag={support.TAG}&unit=4", "application/octet-stream")
     header, arrays = support.unpack_wire(response.get_data())
-    assert header["steps"] == [3, 4, 5] and header["units"] == 5
+    assert header["steps"] == [3, 4, 5] and header["other_layout_steps"] == [0, 1, 2]
+    assert header["units"] == 5
     assert arrays["relu/average"].shape == (3, 3, 2)
     np.testing.assert_array_equal(
         arrays["relu/average"][0], support.logged_arrays(logdir.resized[3])["relu/average"][4]
     )
+    # The layer shrank: unit 4 is only in the older steps, and is served from them.
+    response = get_ok(client, f"/unit?run=shrunk&tag={support.TAG}&unit=4", "application/octet-stream")
+    header, arrays = support.unpack_wire(response.get_data())
+    assert header["steps"] == [0, 1, 2] and header["other_layout_steps"] == [3, 4, 5] and header["units"] == 5
+    np.testing.assert_array_equal(
+        arrays["top/average"][2], support.logged_arrays(logdir.shrunk[2])["top/average"][4]
+    )
+    # A unit both layouts have is stacked over every step.
+    header, _ = support.unpack_wire(get_ok(
+        client, f"/unit?run=shrunk&tag={support.TAG}&unit=3", "application/octet-stream"
+    ).get_data())
+    assert header["steps"] == list(range(6)) and header["other_layout_steps"] == []
+
+
+def test_a_missing_data_file_is_a_404_that_says_so(logdir, loaded, tmp_path):
+    run = tmp_path / "run"
+    support.write_run(tmp_path, "run", [0, 1], units=3)
+    [victim] = [p for p in (run / "plugins" / "rnn_units").iterdir() if p.name.startswith("000000000001-")]
+    victim.unlink()
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"rnn_units": 0})
+    multiplexer.AddRunsFromDirectory(str(tmp_path))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    context = base_plugin.TBContext(data_provider=provider, logdir=str(tmp_path), sampling_hints={})
+    client = werkzeug_test.Client(
+        application.TensorBoardWSGI([plugin.RnnUnitsLoader().load(context)], data_provider=provider)
+    )
+    assert client.get(ROUTES + f"/features?run=run&tag={support.TAG}&step=0").status_code == 200
+    response = client.get(ROUTES + f"/features?run=run&tag={support.TAG}&step=1")
+    assert response.status_code == 404
+    assert f"{victim.name} is missing" in response.get_data(as_text=True)
 
 
 @pytest.mark.parametrize(
@@ -213,6 +299,11 @@ def test_unit_leaves_out_steps_of_an_older_layout(client, logdir):
         (f"/features?tag={support.TAG}&step=1", "'run'"),
         (f"/unit?run=train&tag={support.TAG}", "'unit'"),
         (f"/unit?run=train&tag={support.TAG}&unit=%201", "'unit' must be an integer"),
+        (f"/features?run=train&tag={support.TAG}&step=1&units=3", "'units' must be START:STOP"),
+        (f"/features?run=train&tag={support.TAG}&step=1&units=-1:3", "'units' must be START:STOP"),
+        (f"/features?run=train&tag={support.TAG}&step=1&units=a:b", "'units' must be START:STOP"),
+        (f"/features?run=train&tag={support.TAG}&step=1&units=6:9", "units=6:9 selects none of the 6 units"),
+        (f"/features?run=train&tag={support.TAG}&step=1&units=3:2", "units=3:2 selects none"),
         ("/static/../plugin.py", "bad static file path"),
         ("/static/%2e%2e/metadata.py", "bad static file path"),
         ("/static/views/..%2f..%2fsetup.py", "bad static file path"),
@@ -248,13 +339,13 @@ def test_unknown_things_answer_404_saying_what(client, route, words):
 
 
 def test_newer_format_is_skipped_with_one_warning(client, logdir, caplog):
-    caplog.set_level(logging.WARNING, logger=plugin.__name__)
+    caplog.set_level(logging.WARNING, logger=reader.__name__)
     for _ in range(2):
-        assert list(client.get(ROUTES + "/tags").json["mixed"]) == [support.TAG]
+        assert sorted(client.get(ROUTES + "/tags").json["mixed"]) == [logdir.inline_tag, support.TAG]
         response = client.get(ROUTES + f"/steps?run=mixed&tag={logdir.future_tag}")
         assert response.status_code == 404
     assert len(caplog.records) == 1
-    assert "version 2 is newer" in caplog.records[0].getMessage()
+    assert f"version {metadata.VERSION + 1} is newer" in caplog.records[0].getMessage()
 
 
 def test_static_files_have_their_mime_types(client, tmp_path, monkeypatch):
@@ -305,18 +396,19 @@ def test_plugin_entry_point_imports_without_torch():
 
 def test_wire_pack_aligns_and_converts_to_little_endian():
     arrays = {
-        "big": np.arange(6, dtype=">f4").reshape(2, 3),
-        "empty": np.zeros((0, 4), np.float16),
-        "flags": np.array([1, 0, 1], np.uint8),
-        "half": np.linspace(-1, 1, 5).astype(np.float16),
+        "big": (np.arange(6, dtype=">f4").reshape(2, 3), ["unit", "input"]),
+        "empty": (np.zeros((0, 4), np.float16), ["rollout", "input"]),
+        "flags": (np.array([1, 0, 1], np.uint8), ["unit"]),
+        "half": (np.linspace(-1, 1, 5).astype(np.float16), ["class"]),
     }
     # A long header moves the data start across several alignment steps.
     for padding in range(0, 40):
-        header, decoded = support.unpack_wire(wire.pack({"note": "x" * padding}, arrays))
+        header, decoded, axes = support.unpack_wire(wire.pack({"note": "x" * padding}, arrays), with_axes=True)
         assert header == {"note": "x" * padding}
         assert list(decoded) == list(arrays)
-        for name, array in arrays.items():
+        for name, (array, array_axes) in arrays.items():
             np.testing.assert_array_equal(decoded[name], array)
             assert decoded[name].dtype.name == array.dtype.name
+            assert axes[name] == array_axes
     with pytest.raises(ValueError, match="float64"):
-        wire.pack({}, {"x": np.zeros(2)})
+        wire.pack({}, {"x": (np.zeros(2), ["unit"])})
