@@ -51,8 +51,9 @@ def test_every_logged_step_is_served_without_flags(logdir, load_fast):
         assert [s["step"] for s in steps] == sorted(logdir.train)
 
         tags = json.loads(fetch(base_url, "/tags"))
-        assert sorted(tags) == ["mixed", "resized", "train"]
-        assert list(tags["mixed"]) == [support.TAG]  # the newer-version tag is skipped
+        assert sorted(tags) == ["mixed", "resized", "shrunk", "train", "v1"]
+        assert sorted(tags["mixed"]) == [logdir.inline_tag, support.TAG]  # the newer-version tag is skipped
+        assert tags["resized"][support.TAG]["units"] == 5  # the latest layout
 
         step = steps[-1]["step"]
         header, arrays = support.unpack_wire(
@@ -65,10 +66,36 @@ def test_every_logged_step_is_served_without_flags(logdir, load_fast):
             np.testing.assert_array_equal(arrays[name], array, err_msg=name)
 
         header, arrays = support.unpack_wire(
+            fetch(base_url, "/features", run="train", tag=support.TAG, step=step, units="2:4")
+        )
+        assert header["unit_range"] == [2, 4]
+        np.testing.assert_array_equal(arrays["relu/rollout"], expected["relu/rollout"][2:4])
+
+        header, arrays = support.unpack_wire(
             fetch(base_url, "/unit", run="train", tag=support.TAG, unit=5)
         )
         assert header["steps"] == sorted(logdir.train)
         np.testing.assert_array_equal(arrays["top/average"][-1], expected["top/average"][5])
+
+        header, arrays = support.unpack_wire(
+            fetch(base_url, "/unit", run="resized", tag=support.TAG, unit=4)
+        )
+        assert header["steps"] == [3, 4, 5] and header["other_layout_steps"] == [0, 1, 2]
+
+
+@LOADERS
+def test_version_1_logs_are_served(load_fast):
+    expected = np.load(support.V1_EXPECTED)
+    with support.tensorboard(support.V1_FIXTURE, load_fast) as base_url:
+        steps_when(base_url, "train", 20)
+        steps_when(base_url, "relu_only", 0)
+        for run, step in (("train", 20), ("relu_only", 0)):
+            header, arrays = support.unpack_wire(fetch(base_url, "/features", run=run, tag=support.TAG, step=step))
+            assert header["version"] == 1
+            names = [key.split("|")[2] for key in expected if key.startswith(f"{run}|{step}|")]
+            assert list(arrays) == names
+            for name in names:
+                np.testing.assert_array_equal(arrays[name], expected[f"{run}|{step}|{name}"], err_msg=name)
 
 
 @LOADERS
