@@ -6,7 +6,7 @@ PORT ?= 6006
 # The CPU build of torch; an unpinned torch pulls a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test chromium clean
+.PHONY: demo test test-fast chromium clean
 
 $(VENV)/.installed: setup.py Makefile
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update && apt-get install -y python3-venv; }
@@ -25,6 +25,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed chromium
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The inner loop: no browser, no real TensorBoard, no pip (about 30 s).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

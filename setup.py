@@ -4,7 +4,8 @@ from setuptools import setup
 
 setup(
     name="tensorboard-rnn-units",
-    version="0.1.0",
+    version="1.0.0",
+    license="Apache-2.0",
     description=__doc__,
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -21,7 +22,7 @@ setup(
     ],
     extras_require={
         "demo": ["scikit-learn>=1.0", "tqdm>=4.0"],
-        "test": ["pytest>=7", "playwright>=1.40", "scikit-learn>=1.0", "tqdm>=4.0"],
+        "test": ["pytest>=7", "playwright>=1.40", "scikit-learn>=1.0", "tqdm>=4.0", "tensorboardX>=2.6"],
     },
     entry_points={
         "tensorboard_plugins": [

@@ -20,6 +20,16 @@ INLINE_TAG = "rnn/inline"
 
 
 
+# Modules whose every test runs a real TensorBoard or browser: `make test-fast` leaves them out.
+SLOW_MODULES = ("test_browser", "test_tensorboard_process")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def logdir(tmp_path_factory):
     """A logdir with three runs, returned as a ``Logdir``.

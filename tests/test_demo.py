@@ -115,6 +115,7 @@ def test_per_data_set_defaults():
     assert demo_main.logged_steps(digits) == list(range(0, 2001, 100))
 
 
+@pytest.mark.slow
 def test_serve_runs_tensorboard_with_the_plugin(tmp_path):
     """``python -m demo --serve`` (what ``make demo`` runs) trains, then serves."""
     port = support.free_port()
