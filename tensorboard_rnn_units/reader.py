@@ -71,7 +71,7 @@ class StepReader:
 
     def steps(self, ctx, experiment, run, tag, data):
         """The ``Step`` of each datum, read concurrently where not cached."""
-        return list(_POOL.map(lambda datum: self.step(ctx, experiment, run, tag, datum), data))
+        return _map(lambda datum: self.step(ctx, experiment, run, tag, datum), data)
 
     def step(self, ctx, experiment, run, tag, datum):
         """The parsed header of a step (one small read the first time)."""
@@ -110,7 +110,7 @@ class StepReader:
 
     def read_many(self, ctx, experiment, run, tag, data, start, stop):
         """``read`` of each datum, concurrently, in order."""
-        return list(_POOL.map(lambda datum: self.read(ctx, experiment, run, tag, datum, start, stop), data))
+        return _map(lambda datum: self.read(ctx, experiment, run, tag, datum, start, stop), data)
 
     def _read_inline(self, ctx, datum, layout, start, stop):
         if len(datum.values) != 2 + layout.num_chunks:
@@ -131,8 +131,7 @@ class StepReader:
         path = os.path.join(self._logdir, run, *metadata.PLUGIN_DIR, step.header["file"])
         layout = step.layout
         try:
-            shared = _read_range(path, 0, layout.shared_nbytes)
-            records = _read_range(path, *layout.record_range(start, stop))
+            shared, records = _read_ranges(path, [(0, layout.shared_nbytes), layout.record_range(start, stop)])
         except (OSError, tf.errors.NotFoundError):
             raise errors.NotFoundError(
                 f"step {datum.step} of run {run!r}, tag {tag!r}: its data file {path} is missing or "
@@ -182,6 +181,30 @@ class StepReader:
                     "Skipping rnn_units data it cannot read (run %r, tag %r): %s", run, tag, e
                 )
             return None
+
+
+def _map(function, items):
+    """``[function(item) for item in items]``, in a few concurrent batches.
+
+    Batches, not one task per item: at 1,000 steps the pool's bookkeeping
+    per task would cost more than the reads it overlaps.
+    """
+    items = list(items)
+    size = -(-len(items) // _POOL._max_workers) or 1
+    batches = [items[i : i + size] for i in range(0, len(items), size)]
+    return [result for batch in _POOL.map(lambda b: [function(item) for item in b], batches) for result in batch]
+
+
+def _read_ranges(path, ranges):
+    """The bytes of each ``(offset, nbytes)`` of the file at ``path``, through ``gfile``."""
+    if "://" in path:
+        return [_read_range(path, offset, nbytes) for offset, nbytes in ranges]
+    parts = []
+    with open(path, "rb") as f:  # a local file: one open for all ranges
+        for offset, nbytes in ranges:
+            f.seek(offset)
+            parts.append(f.read(nbytes))
+    return parts
 
 
 def _read_range(path, offset, nbytes):

@@ -271,6 +271,14 @@ def test_unit_of_a_resized_layer_stacks_the_steps_that_have_it(client, logdir):
     assert header["steps"] == list(range(6)) and header["other_layout_steps"] == []
 
 
+def test_byte_ranges_read_through_tensorboards_gfile(tmp_path):
+    """The path remote logdirs take (TensorBoard's gfile cannot seek) reads the same bytes."""
+    path = tmp_path / "data"
+    path.write_bytes(bytes(range(100)))
+    assert reader._read_range(str(path), 7, 5) == bytes(range(7, 12))
+    assert reader._read_ranges(str(path), [(0, 3), (98, 2)]) == [bytes([0, 1, 2]), bytes([98, 99])]
+
+
 def test_a_missing_data_file_is_a_404_that_says_so(logdir, loaded, tmp_path):
     run = tmp_path / "run"
     support.write_run(tmp_path, "run", [0, 1], units=3)
