@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from torch.utils.tensorboard import SummaryWriter
 from werkzeug import test as werkzeug_test
 
 from tensorboard import context as request_context
@@ -30,6 +31,7 @@ import tensorboard_rnn_units as rnn_units
 from tensorboard_rnn_units import metadata
 from tensorboard_rnn_units import plugin
 from tensorboard_rnn_units import reader
+from tensorboard_rnn_units import summary
 from tensorboard_rnn_units import wire
 
 ROUTES = "/data/plugin/rnn_units"
@@ -271,6 +273,37 @@ def test_unit_of_a_resized_layer_stacks_the_steps_that_have_it(client, logdir):
     assert header["steps"] == list(range(6)) and header["other_layout_steps"] == []
 
 
+def test_arrays_of_later_versions_are_carried_by_their_declared_axes(logdir, tmp_path):
+    """An optional array this package does not know (unit axis second) is served, cut by its axes."""
+    features = logdir.train[0]
+    arrays = summary.step_arrays(features)
+    sample = np.arange(4 * 6, dtype=np.float16).reshape(4, 6)
+    arrays["later/sample"] = (sample, ["sample", "unit"])
+    description = dict(summary.layout(features), weightings=["top", "relu"], top_fraction=0.02)
+    header, shared, chunks = metadata.encode_step(description, arrays)
+    with SummaryWriter(tmp_path / "run") as writer:
+        writer._get_file_writer().add_summary(summary._summary("t", header, [shared, *chunks], None), 0)
+    client = python_loader_client(tmp_path)
+    response = client.get(ROUTES + "/features?run=run&tag=t&step=0&units=2:5")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    _, served, axes = support.unpack_wire(response.get_data(), with_axes=True)
+    assert axes["later/sample"] == ["sample", "unit"]
+    np.testing.assert_array_equal(served["later/sample"], sample[:, 2:5])
+    np.testing.assert_array_equal(served["top/average"], support.logged_arrays(features)["top/average"][2:5])
+
+
+def python_loader_client(path):
+    """A werkzeug client of the plugin over TensorBoard's Python loader reading ``path``."""
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"rnn_units": 0})
+    multiplexer.AddRunsFromDirectory(str(path))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(path))
+    context = base_plugin.TBContext(data_provider=provider, logdir=str(path), sampling_hints={})
+    return werkzeug_test.Client(
+        application.TensorBoardWSGI([plugin.RnnUnitsLoader().load(context)], data_provider=provider)
+    )
+
+
 def test_byte_ranges_read_through_tensorboards_gfile(tmp_path):
     """The path remote logdirs take (TensorBoard's gfile cannot seek) reads the same bytes."""
     path = tmp_path / "data"
@@ -284,14 +317,7 @@ def test_a_missing_data_file_is_a_404_that_says_so(logdir, loaded, tmp_path):
     support.write_run(tmp_path, "run", [0, 1], units=3)
     [victim] = [p for p in (run / "plugins" / "rnn_units").iterdir() if p.name.startswith("000000000001-")]
     victim.unlink()
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"rnn_units": 0})
-    multiplexer.AddRunsFromDirectory(str(tmp_path))
-    multiplexer.Reload()
-    provider = data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
-    context = base_plugin.TBContext(data_provider=provider, logdir=str(tmp_path), sampling_hints={})
-    client = werkzeug_test.Client(
-        application.TensorBoardWSGI([plugin.RnnUnitsLoader().load(context)], data_provider=provider)
-    )
+    client = python_loader_client(tmp_path)
     assert client.get(ROUTES + f"/features?run=run&tag={support.TAG}&step=0").status_code == 200
     response = client.get(ROUTES + f"/features?run=run&tag={support.TAG}&step=1")
     assert response.status_code == 404
