@@ -12,7 +12,8 @@ JSON: the layout again (so each step describes itself), the step's
 ``weightings`` and ``top_fraction``, and
 
 - ``arrays``: ``[{"name", "dtype", "shape", "axes"}, ...]``; ``axes`` names
-  every dimension (``AXES``). Arrays with a ``"unit"`` axis are *per-unit*,
+  every dimension (today ``unit``, ``window``, ``rollout``, ``input``,
+  ``end_position``, ``class``). Arrays with a ``"unit"`` axis are *per-unit*,
   the others *shared*. Readers find the unit axis from ``axes`` and ignore
   arrays whose names they don't know, so new optional arrays need no new
   version.
@@ -89,7 +90,6 @@ LAYOUT_KEYS = SIZE_KEYS + (
 PLUGIN_DIR = ("plugins", PLUGIN_NAME)
 
 UNIT = "unit"
-AXES = (UNIT, "window", "rollout", "input", "end_position", "class", "step")
 
 # Inline chunks hold about this many bytes: one unit's detail reads one chunk a step.
 CHUNK_BYTES = 64 * 1024

@@ -125,8 +125,8 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
         result = {}
         for run, tags in self._reader.tags(ctx, experiment).items():
             for tag, data in tags.items():
-                if data:
-                    step = self._reader.step(ctx, experiment, run, tag, data[-1])
+                step = self._reader.latest_readable(ctx, experiment, run, tag, data)
+                if step is not None:
                     result.setdefault(run, {})[tag] = metadata.describe(step.header)
         return result
 

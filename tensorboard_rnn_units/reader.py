@@ -91,6 +91,16 @@ class StepReader:
                 self._steps.popitem(last=False)
         return step
 
+    def latest_readable(self, ctx, experiment, run, tag, data):
+        """The ``Step`` of the latest datum whose header reads, or ``None``
+        (one broken step must not hide a tag)."""
+        for datum in reversed(data):
+            try:
+                return self.step(ctx, experiment, run, tag, datum)
+            except errors.NotFoundError as e:
+                logger.warning("%s", e)
+        return None
+
     def read(self, ctx, experiment, run, tag, datum, start, stop):
         """``(header, {name: (array, axes)})`` of a step with its per-unit
         arrays cut to units ``start..stop-1`` (``0 <= start < stop <= units``)."""

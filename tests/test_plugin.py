@@ -304,6 +304,20 @@ def python_loader_client(path):
     )
 
 
+def test_a_broken_latest_step_does_not_hide_its_tag(logdir, tmp_path):
+    features = logdir.train[0]
+    broken = rnn_units.rnn_units_pb("t", features)
+    broken.value[0].tensor.string_val[0] = b"{not json"
+    with SummaryWriter(tmp_path / "run") as writer:
+        rnn_units.add_unit_features(writer, "t", features, global_step=0)
+        writer._get_file_writer().add_summary(broken, 1)
+    client = python_loader_client(tmp_path)
+    assert client.get(ROUTES + "/tags").json["run"]["t"]["units"] == 6  # step 0's layout
+    response = client.get(ROUTES + "/features?run=run&tag=t&step=1")
+    assert response.status_code == 404 and "step 1 of run 'run', tag 't' is unreadable" in response.get_data(as_text=True)
+    assert client.get(ROUTES + "/features?run=run&tag=t&step=0").status_code == 200
+
+
 def test_byte_ranges_read_through_tensorboards_gfile(tmp_path):
     """The path remote logdirs take (TensorBoard's gfile cannot seek) reads the same bytes."""
     path = tmp_path / "data"
