@@ -1,6 +1,12 @@
 // Fetches the plugin's routes and decodes the binary wire format (see
-// docs/CONTRACTS.md). URLs are relative: TensorBoard's plugin iframe sets
-// <base href="plugin/rnn_units/">, so "./tags" reaches the plugin's route.
+// docs/CONTRACTS.md), plus small pure helpers over decoded responses. URLs
+// are relative: TensorBoard's plugin iframe sets <base href="plugin/rnn_units/">,
+// so "./tags" reaches the plugin's route.
+//
+// Every decoded array carries its `axes` (names, one per dimension). Code
+// finds the unit (or step) axis from them, never from the array's name:
+// a /features answer has per-unit arrays ["unit", ...] cut to its
+// `unit_range`, a /unit answer has the same arrays stacked as ["step", ...].
 
 /** GET ./tags -> {run: {tag: description}}. */
 export function fetchTags() {
@@ -12,12 +18,18 @@ export function fetchSteps(run, tag) {
   return fetchJson(`./steps?${new URLSearchParams({run, tag})}`);
 }
 
-/** GET ./features -> decoded arrays of one step (see decodeWire). */
-export function fetchFeatures(run, tag, step) {
-  return fetchWire(`./features?${new URLSearchParams({run, tag, step})}`);
+/**
+ * GET ./features -> decoded arrays of one step (see decodeWire). `units`,
+ * [start, stop) or absent for all, asks for those units only; the answer's
+ * header.unit_range says which it holds.
+ */
+export function fetchFeatures(run, tag, step, units) {
+  const query = {run, tag, step};
+  if (units) query.units = `${units[0]}:${units[1]}`;
+  return fetchWire(`./features?${new URLSearchParams(query)}`);
 }
 
-/** GET ./unit -> one unit's arrays stacked over all logged steps. */
+/** GET ./unit -> one unit's arrays stacked over the logged steps of one layout. */
 export function fetchUnit(run, tag, unit) {
   return fetchWire(`./unit?${new URLSearchParams({run, tag, unit})}`);
 }
@@ -42,33 +54,48 @@ async function fetchWire(url) {
   return decodeWire(await (await fetchOk(url)).arrayBuffer());
 }
 
+const ITEM_SIZES = {float16: 2, float32: 4, uint8: 1};
+
 /**
  * Decodes the wire format: uint32 LE header length n, n bytes of JSON header
- * with an `arrays` list of {name, dtype, shape, offset, nbytes}, then the raw
- * little-endian array bytes at 8-aligned offsets.
+ * with an `arrays` list of {name, dtype, shape, axes, offset, nbytes}, then
+ * the raw little-endian array bytes at 8-aligned offsets.
  *
- * Returns {header, arrays: {name: {data, shape}}}; float16 and float32 become
- * Float32Array, uint8 stays Uint8Array. Typed-array views read the platform's
- * byte order, which is little-endian on every browser platform.
+ * Returns {header, arrays: {name: {data, shape, axes}}, ignored, bytes}:
+ * float16 and float32 become Float32Array, uint8 stays Uint8Array. An array
+ * of a dtype this code does not know, or without one axis name per
+ * dimension, is left out and named in `ignored` (a newer backend may add
+ * such arrays); an array whose bytes lie outside the buffer fails the whole
+ * response. `bytes` is the memory the result holds, for caches. Typed-array
+ * views read the platform's byte order, little-endian on every browser platform.
  */
 export function decodeWire(buffer) {
   if (buffer.byteLength < 4) throw new FetchError("response too short for the wire format");
   const n = new DataView(buffer).getUint32(0, true);
   const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, n)));
   const arrays = {};
-  for (const {name, dtype, shape, offset, nbytes} of header.arrays) {
+  const ignored = [];
+  let bytes = buffer.byteLength;
+  for (const {name, dtype, shape, axes, offset, nbytes} of header.arrays ?? []) {
+    const size = ITEM_SIZES[dtype];
+    if (!size || !Array.isArray(shape) || !Array.isArray(axes) || axes.length !== shape.length) {
+      ignored.push(name);
+      continue;
+    }
     const count = shape.reduce((a, b) => a * b, 1);
-    const size = {float16: 2, float32: 4, uint8: 1}[dtype];
-    if (!size || count * size !== nbytes || offset % 8 || offset + nbytes > buffer.byteLength) {
+    if (count * size !== nbytes || offset % 8 || offset + nbytes > buffer.byteLength) {
       throw new FetchError(`array ${name}: bad spec ${JSON.stringify({dtype, shape, offset, nbytes})}`);
     }
-    const data =
-      dtype === "float16" ? halfToFloat(new Uint16Array(buffer, offset, count))
-      : dtype === "float32" ? new Float32Array(buffer, offset, count)
-      : new Uint8Array(buffer, offset, count);
-    arrays[name] = {data, shape};
+    let data;
+    if (dtype === "float16") {
+      data = halfToFloat(new Uint16Array(buffer, offset, count));
+      bytes += data.byteLength;
+    } else {
+      data = dtype === "float32" ? new Float32Array(buffer, offset, count) : new Uint8Array(buffer, offset, count);
+    }
+    arrays[name] = {data, shape, axes};
   }
-  return {header, arrays};
+  return {header, arrays, ignored, bytes};
 }
 
 let halfTable = null;
@@ -92,10 +119,40 @@ function halfToFloat(bits) {
   return out;
 }
 
-/** The i-th slice along the leading axis of a decoded array. */
-export function slice(array, i) {
-  const stride = array.shape.slice(1).reduce((a, b) => a * b, 1);
-  return array.data.subarray(i * stride, (i + 1) * stride);
+const product = (values) => values.reduce((a, b) => a * b, 1);
+
+/**
+ * Index i along the axis named `axis` of a decoded array, as a decoded array
+ * without that axis ({data, shape, axes}). An array without that axis is
+ * returned whole: it is shared by every unit (or step).
+ */
+export function along(array, axis, i) {
+  const k = array.axes.indexOf(axis);
+  if (k < 0) return array;
+  const {data, shape, axes} = array;
+  const n = shape[k];
+  const inner = product(shape.slice(k + 1));
+  const outer = product(shape.slice(0, k));
+  const rest = {shape: shape.filter((_, j) => j !== k), axes: axes.filter((_, j) => j !== k)};
+  if (outer === 1) return {data: data.subarray(i * inner, (i + 1) * inner), ...rest};
+  const out = new data.constructor(outer * inner);
+  for (let o = 0; o < outer; o++) {
+    out.set(data.subarray((o * n + i) * inner, (o * n + i + 1) * inner), o * inner);
+  }
+  return {data: out, ...rest};
+}
+
+/** Length of the `axis` axis of a decoded response (0 when its weighting's average lacks it). */
+export function axisLength({arrays}, weighting, axis) {
+  const average = arrays[`${weighting}/average`];
+  const k = average ? average.axes.indexOf(axis) : -1;
+  return k < 0 ? 0 : average.shape[k];
+}
+
+/** Row of `unit` in a /features answer (its header.unit_range), or -1 if it does not hold it. */
+export function rowOf({header}, unit) {
+  const [start, stop] = header.unit_range ?? [0, header.units];
+  return unit >= start && unit < stop ? unit - start : -1;
 }
 
 /** The weighting shown first: `top` when logged, else the first logged one. */
@@ -106,10 +163,10 @@ export function defaultWeighting(weightings) {
 /**
  * `wanted` if a decoded response logged that weighting, else its default
  * (an older step may have been logged with other weightings than the tag's
- * description lists).
+ * description lists). Without `arrays`, the header's `weightings` decide.
  */
 export function weightingOf({header, arrays}, wanted) {
-  const logged = (header.weightings ?? []).filter((w) => arrays[`${w}/average`]);
+  const logged = (header.weightings ?? []).filter((w) => !arrays || arrays[`${w}/average`]);
   return logged.includes(wanted) || !logged.length ? wanted : defaultWeighting(logged);
 }
 
@@ -125,31 +182,29 @@ export function deadMeaning(weighting) {
 }
 
 /**
- * The pictures to draw along the leading axis of a decoded response: one per
- * unit of a /features step, one per step of a /unit response. Each is
- * {window (L*D), rollout (R*D or null), dead}. With `diff`, the probe's mean
- * window (and mean rollout) is subtracted, leaving what the unit prefers.
- * `weighting` must be one the response logged (see weightingOf).
+ * The picture of item i along `axis` of a decoded response: a unit's row of
+ * a /features answer (axis "unit"), a step of a /unit answer (axis "step").
+ * Returns {window (L*D values), rollout (R*D values or null), dead}. With
+ * `diff`, the probe's mean window (and mean rollout) is subtracted, leaving
+ * what the unit prefers. `weighting` must be one the response logged (see
+ * weightingOf).
  */
-export function frames(decoded, weighting, diff) {
-  const average = decoded.arrays[`${weighting}/average`];
+export function frame({arrays}, weighting, axis, i, diff) {
+  const at = (name) => arrays[name] && along(arrays[name], axis, i).data;
+  const average = at(`${weighting}/average`);
   if (!average) throw new Error(`no ${weighting} weighting in this response`);
-  return Array.from({length: average.shape[0]}, (_, i) => frame(decoded, weighting, i, diff));
+  const rollout = at(`${weighting}/rollout`);
+  return {
+    window: centred(average, diff && at("mean_window")),
+    rollout: rollout?.length ? centred(rollout, diff && at("mean_rollout")) : null,
+    dead: Boolean(at(`${weighting}/dead`)?.[0]),
+  };
 }
 
-/** The i-th of `frames(decoded, weighting, diff)`. */
-export function frame({arrays}, weighting, i, diff) {
-  const average = arrays[`${weighting}/average`];
-  const rollout = arrays[`${weighting}/rollout`];
-  // The means are (L, D) in a /features step and stacked (S, L, D) in /unit.
-  const mean = (a) => (a.shape.length === average.shape.length ? slice(a, i) : a.data);
-  return {
-    window: centred(slice(average, i), diff && mean(arrays.mean_window)),
-    rollout: rollout && rollout.shape.at(-2) > 0
-      ? centred(slice(rollout, i), diff && arrays.mean_rollout && mean(arrays.mean_rollout))
-      : null,
-    dead: Boolean(arrays[`${weighting}/dead`]?.data[i]),
-  };
+/** Every frame along `axis` (e.g. one per step of a /unit answer, for the filmstrip). */
+export function frames(decoded, weighting, axis, diff) {
+  return Array.from({length: axisLength(decoded, weighting, axis)},
+    (_, i) => frame(decoded, weighting, axis, i, diff));
 }
 
 function centred(values, mean) {
@@ -166,11 +221,10 @@ export function nearestIndex(values, target) {
 }
 
 /**
- * One unit's statistics at index i of decoded arrays: i is the unit for a
- * /features step, the step index for a /unit response (missing ones are NaN).
+ * Statistics of item i along `axis` (see frame); missing ones are NaN.
  */
-export function unitStats({arrays}, weighting, i) {
-  const at = (name) => arrays[name]?.data[i] ?? NaN;
+export function unitStats({arrays}, weighting, axis, i) {
+  const at = (name) => (arrays[name] ? along(arrays[name], axis, i).data[0] : NaN);
   return {
     activeFraction: at(`${weighting}/active_fraction`),
     effectiveSampleSize: at(`${weighting}/effective_sample_size`),

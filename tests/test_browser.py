@@ -10,10 +10,12 @@ page that looks wrong).
 import contextlib
 import io
 import json
+import math
 import os
 import pathlib
 import re
 import shutil
+import struct
 import urllib.parse
 
 import numpy as np
@@ -42,20 +44,27 @@ GROWING_RUN = "growing"               # gains steps while a test watches
 # Step 0 logged with the relu weighting only, step 1 with top only.
 REWEIGHTED_RUN = "reweighted"
 STEP_WEIGHTINGS = {0: "relu", 1: "top"}
-# The digits demo, long enough for its units to look like something (~8 s):
-# its grid is the README's screenshot.
+# More units than fit the page: the grid fetches and paints only the rows on screen.
+WIDE_RUN = "wide"
+WIDE_UNITS = 2000
+# Steps 0-2 of 4 units with windows of 3 inputs, then steps 3-5 of 5 units with
+# windows of 4 under the same tag: two layouts.
+RESIZED_RUN = "resized"
+# The digits demo, long enough for its units to look like something (~2 s; 800 steps
+# look the same).
 DEMO_RUN = "digits"
-DEMO_STEPS = 800
+DEMO_STEPS = 400
 DEMO_ARGS = ("--data", DEMO_RUN, "--steps", str(DEMO_STEPS), "--log-every", "200",
              "--device", "cpu")
-# The note's own setting on the shared MNIST test split (~15 s): the README's screenshot.
-MNIST_STEPS = 1500
+# The note's own setting on the shared MNIST test split (~5 s): the README's screenshot.
+# 600 steps already draw clear strokes (1,500 take 20 s and look much the same).
+MNIST_STEPS = 600
 MNIST_ARGS = ("--data", "mnist", "--mnist-dir", support.SHARED_MNIST, "--steps", str(MNIST_STEPS),
-              "--log-every", "500", "--probe-size", "500", "--device", "cpu")
+              "--log-every", "300", "--probe-size", "500", "--device", "cpu")
 HAS_MNIST = os.path.isdir(support.SHARED_MNIST)
 # Each run's latest step when the tests start.
-LATEST_STEPS = {"train": STEPS[-1], XSS_RUN: 1, GROWING_RUN: 2, REWEIGHTED_RUN: 1, DEMO_RUN: DEMO_STEPS,
-                **({"mnist": MNIST_STEPS} if HAS_MNIST else {})}
+LATEST_STEPS = {"train": STEPS[-1], XSS_RUN: 1, GROWING_RUN: 2, REWEIGHTED_RUN: 1, WIDE_RUN: 1,
+                RESIZED_RUN: 5, DEMO_RUN: DEMO_STEPS, **({"mnist": MNIST_STEPS} if HAS_MNIST else {})}
 
 pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM} (make chromium)"
@@ -72,6 +81,9 @@ def logdir(tmp_path_factory):
     support.write_run(path, GROWING_RUN, [0, 1, 2], units=4)
     for step, weighting in STEP_WEIGHTINGS.items():
         support.write_run(path, REWEIGHTED_RUN, [step], units=4, weightings=(weighting,))
+    support.write_run(path, WIDE_RUN, [0, 1], units=WIDE_UNITS, input_size=2, window=2, rollout=1)
+    support.write_run(path, RESIZED_RUN, [0, 1, 2], units=4, window=3)
+    support.write_run(path, RESIZED_RUN, [3, 4, 5], units=5, window=4)
     with contextlib.redirect_stdout(io.StringIO()):
         demo_main.main(["--logdir", str(path), *DEMO_ARGS])
         if HAS_MNIST:
@@ -111,8 +123,25 @@ class Tab:
         self.frame = page.frame_locator("iframe")
         self.dialogs = []   # JavaScript alert/confirm/prompt messages: none expected
         self.errors = []    # uncaught exceptions in any frame
+        self.requests = []  # URLs of the plugin's routes the page fetched
         page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r.url) if "/plugin/rnn_units/" in r.url else None)
+
+    def feature_requests(self, run):
+        """The query of each /features request for `run`, as a dict, in order."""
+        queries = []
+        for url in self.requests:
+            parsed = urllib.parse.urlparse(url)
+            query = dict(urllib.parse.parse_qsl(parsed.query))
+            if parsed.path.endswith("/features") and query.get("run") == run:
+                queries.append(query)
+        return queries
+
+    @property
+    def plugin_frame(self):
+        """The plugin's iframe, to run JavaScript in (e.g. import its modules)."""
+        return self.page.frame(url=re.compile(r"plugin_entry\.html"))
 
     def get(self, testid):
         return self.frame.get_by_test_id(testid)
@@ -139,10 +168,15 @@ class Tab:
 
 
 @contextlib.contextmanager
-def open_tab(browser_context, base_url):
-    """A new page on TensorBoard's RNN Units tab, once it has drawn the first run."""
+def open_tab(browser_context, base_url, setup=None):
+    """A new page on TensorBoard's RNN Units tab, once it has drawn the first run.
+
+    ``setup(page)``, if given, runs before the page loads (e.g. to route requests).
+    """
     page = browser_context.new_page()
     tab = Tab(page)  # listening before the page loads
+    if setup:
+        setup(page)
     page.goto(f"{base_url}/#rnn_units")
     expect(page.get_by_text("RNN Units").first).to_be_visible()
     expect(tab.grid).to_have_attribute("data-step", str(tab.latest_step(XSS_RUN)), timeout=30_000)
@@ -156,6 +190,13 @@ def open_tab(browser_context, base_url):
 def tab(browser_context, base_url):
     with open_tab(browser_context, base_url) as tab:
         yield tab
+
+
+def tags(base_url):
+    """The plugin's /tags answer."""
+    status, body = support.get(f"{base_url}/data/plugin/rnn_units/tags")
+    assert status == 200, body
+    return json.loads(body)
 
 
 def wait_for_steps(base_url, run, last_step):
@@ -175,6 +216,10 @@ def test_tab_shows_a_cell_per_unit(tab):
     assert runs == sorted(LATEST_STEPS)
     tab.show_run("train")
     expect(tab.grid).to_have_attribute("data-units", str(UNITS))
+    expect(tab.grid).to_have_attribute("data-display", "image_rows")  # the painter in use
+    # All 169 units in one block of units, fetched once.
+    assert tab.feature_requests("train") == [
+        {"run": "train", "tag": support.TAG, "step": str(STEPS[-1]), "units": "0:256"}]
     expect(tab.get("tag-select")).to_have_value(support.TAG)
     expect(tab.get("weighting-select")).to_have_value("top")  # the default when logged
     box = tab.grid.bounding_box()
@@ -183,7 +228,7 @@ def test_tab_shows_a_cell_per_unit(tab):
 
 
 def test_demo_grid(tab):
-    tab.page.set_viewport_size({"width": 1180, "height": 1160})  # the grid fits it at 8 px/value
+    tab.page.set_viewport_size({"width": 1200, "height": 1160})  # the grid fits it at 8 px/value
     tab.show_run(DEMO_RUN)
     expect(tab.grid).to_have_attribute("data-units", "169")  # the demo's --hidden default
     tab.screenshot("demo-grid.png")
@@ -192,7 +237,7 @@ def test_demo_grid(tab):
 @support.needs_shared_mnist
 def test_mnist_demo_grid(tab):
     """The README's screenshot (docs/screenshot-grid.png is a copy): 13 x 13 MNIST units."""
-    tab.page.set_viewport_size({"width": 1180, "height": 1160})
+    tab.page.set_viewport_size({"width": 1200, "height": 1160})  # 3 px/value: 84 px cells
     tab.show_run("mnist")
     expect(tab.grid).to_have_attribute("data-units", "169")
     expect(tab.grid).to_have_attribute("data-step", str(MNIST_STEPS))
@@ -252,7 +297,7 @@ def test_play_advances_through_the_steps(tab):
     expect(tab.frame.get_by_role("button", name="Play")).to_be_visible()
 
 
-def test_clicking_a_cell_opens_the_unit_detail(tab):
+def test_clicking_a_cell_opens_the_unit_detail(tab, base_url):
     tab.show_run("train")
     box = tab.grid.bounding_box()
     cell = box["width"] / 13
@@ -263,6 +308,10 @@ def test_clicking_a_cell_opens_the_unit_detail(tab):
     expect(detail.get_by_role("heading", name="Unit 1")).to_be_visible()
     expect(detail).to_contain_text("Active fraction")
     expect(detail).to_contain_text("Effective sample size")
+    # The probe's fingerprint, so two runs measured on different data can be told apart.
+    fingerprint = tags(base_url)["train"][support.TAG]["probe_fingerprint"]
+    assert re.fullmatch(r"[0-9a-f]{16}", fingerprint)
+    expect(detail.locator("dd.probe")).to_have_text(fingerprint)
     for name in support.CLASS_NAMES:
         expect(detail.locator(".bar-label", has_text=name)).to_be_visible()
     expect(detail.locator(".column")).to_have_count(12 - 5 + 1)  # one per window end position
@@ -307,8 +356,7 @@ def test_top_is_the_default_weighting_when_logged_and_dead_says_what_it_means(ta
     weighting = tab.get("weighting-select")
     expect(weighting.locator("option")).to_have_text(["relu", "top"])  # as logged
     expect(weighting).to_have_value("top")
-    plugin_frame = tab.page.frame(url=re.compile(r"plugin_entry\.html"))
-    defaults, dead = plugin_frame.evaluate("""async () => {
+    defaults, dead = tab.plugin_frame.evaluate("""async () => {
         const {deadMeaning, defaultWeighting} = await import("./static/model.js");
         return [[["relu", "top"], ["top", "relu"], ["relu"]].map(defaultWeighting),
                 ["relu", "top"].map(deadMeaning)];
@@ -366,25 +414,143 @@ def test_new_steps_appear_without_a_page_refresh(tab, logdir):
 
 
 def test_frontend_decodes_the_wire_format_like_numpy(tab, base_url):
-    """model.js (float16 through a lookup table, 8-aligned views) on a real /features answer."""
-    query = {"run": "train", "tag": support.TAG, "step": STEPS[-1]}
-    status, body = support.get(
-        f"{base_url}/data/plugin/rnn_units/features?{urllib.parse.urlencode(query)}")
-    assert status == 200
-    _, expected = support.unpack_wire(body)
-    plugin_frame = tab.page.frame(url=re.compile(r"plugin_entry\.html"))
-    decoded = plugin_frame.evaluate("""async ({run, tag, step}) => {
+    """model.js (float16 through a lookup table, 8-aligned views, axes) on real /features answers."""
+    for units in [None, (100, 140)]:
+        query = {"run": "train", "tag": support.TAG, "step": STEPS[-1]}
+        if units:
+            query["units"] = "%d:%d" % units
+        status, body = support.get(
+            f"{base_url}/data/plugin/rnn_units/features?{urllib.parse.urlencode(query)}")
+        assert status == 200
+        header, expected = support.unpack_wire(body)
+        specs = wire_specs(body)
+        decoded = tab.plugin_frame.evaluate("""async ({run, tag, step, units}) => {
+            const model = await import("./static/model.js");
+            const {header, arrays, ignored} = await model.fetchFeatures(run, tag, step, units);
+            const plain = ([name, a]) => [name, {shape: a.shape, axes: a.axes, data: Array.from(a.data)}];
+            return {header, ignored, arrays: Object.fromEntries(Object.entries(arrays).map(plain))};
+        }""", dict(query, units=units and list(units)))
+        assert decoded["header"]["step"] == STEPS[-1]
+        assert decoded["header"]["unit_range"] == header["unit_range"] == list(units or (0, UNITS))
+        assert decoded["ignored"] == []
+        assert sorted(decoded["arrays"]) == sorted(expected)
+        for name, array in expected.items():
+            assert decoded["arrays"][name]["shape"] == list(array.shape), name
+            assert decoded["arrays"][name]["axes"] == specs[name]["axes"], name
+            np.testing.assert_array_equal(
+                np.array(decoded["arrays"][name]["data"]), array.astype(np.float64).ravel(), name)
+
+
+def test_frontend_ignores_arrays_it_does_not_know(tab):
+    """A newer backend's array of an unknown dtype is skipped, the others still decode."""
+    known = np.arange(3, dtype="<f4").tobytes()
+    header = {"step": 7, "arrays": [
+        {"name": "future/sample", "dtype": "int64", "shape": [1], "axes": ["unit"], "offset": 0,
+         "nbytes": 8},
+        {"name": "signal_max", "dtype": "float32", "shape": [3], "axes": ["unit"], "offset": 0,
+         "nbytes": len(known)},
+    ]}
+    # Header length, header, padding to 8, then int64 at offset a, float32 at a + 8.
+    for _ in range(3):  # the offsets' digits change the header's length
+        encoded = json.dumps(header).encode()
+        start = -(-(4 + len(encoded)) // 8) * 8
+        header["arrays"][0]["offset"], header["arrays"][1]["offset"] = start, start + 8
+    encoded = json.dumps(header).encode()
+    assert -(-(4 + len(encoded)) // 8) * 8 == start
+    buffer = struct.pack("<I", len(encoded)) + encoded
+    buffer += bytes(start - len(buffer)) + (12345).to_bytes(8, "little") + known
+    decoded = tab.plugin_frame.evaluate("""async (bytes) => {
         const model = await import("./static/model.js");
-        const {header, arrays} = await model.fetchFeatures(run, tag, step);
-        const plain = ([name, a]) => [name, {shape: a.shape, data: Array.from(a.data)}];
-        return {step: header.step, arrays: Object.fromEntries(Object.entries(arrays).map(plain))};
-    }""", query)
-    assert decoded["step"] == STEPS[-1]
-    assert sorted(decoded["arrays"]) == sorted(expected)
-    for name, array in expected.items():
-        assert decoded["arrays"][name]["shape"] == list(array.shape), name
-        np.testing.assert_array_equal(
-            np.array(decoded["arrays"][name]["data"]), array.astype(np.float64).ravel(), name)
+        const {header, arrays, ignored} = model.decodeWire(new Uint8Array(bytes).buffer);
+        return {step: header.step, ignored, names: Object.keys(arrays),
+                signalMax: Array.from(arrays.signal_max.data), axes: arrays.signal_max.axes};
+    }""", list(buffer))
+    assert decoded == {"step": 7, "ignored": ["future/sample"], "names": ["signal_max"],
+                       "signalMax": [0, 1, 2], "axes": ["unit"]}
+
+
+def wire_specs(body):
+    """``{name: spec}`` of a wire answer's header (``support.unpack_wire`` drops the axes)."""
+    (n,) = struct.unpack_from("<I", body)
+    return {spec["name"]: spec for spec in json.loads(body[4 : 4 + n])["arrays"]}
+
+
+def test_a_layer_too_big_for_the_page_loads_the_units_on_screen(tab):
+    tab.show_run(WIDE_RUN)
+    grid = tab.grid
+    expect(grid).to_have_attribute("data-units", str(WIDE_UNITS))
+    scroller = tab.frame.locator(".grid-scroll")
+    assert scroller.evaluate("s => s.scrollHeight > s.clientHeight + 100"), "the grid should scroll"
+
+    # The first draw fetched blocks of units, not the whole layer (blocks of 256: the last is 1792:2048).
+    first = tab.feature_requests(WIDE_RUN)
+    assert first and all("units" in q for q in first), first
+    assert {q["units"] for q in first} <= {"%d:%d" % (b, b + 256) for b in range(0, 1792, 256)}, first
+
+    # Cells are near-square: 45 x 45 for 2,000 units; the last unit is in row 44, column 19.
+    cols = math.ceil(math.sqrt(WIDE_UNITS))
+    box = grid.bounding_box()
+    pitch_x, pitch_y = (box["width"] - 4) / cols, (box["height"] - 4) / cols
+    last = {"x": 4 + (WIDE_UNITS - 1 - 44 * cols + 0.5) * pitch_x - 2, "y": 4 + 44.5 * pitch_y - 2}
+    pixel = """([{x, y}, painted]) => {
+        const canvas = document.querySelector("[data-testid=unit-grid]");
+        const dpr = window.devicePixelRatio || 1;
+        const [r, g, b, a] = canvas.getContext("2d").getImageData(x * dpr, y * dpr, 1, 1).data;
+        const placeholder = r === 245 && g === 245 && b === 245;
+        return painted ? a === 255 && !placeholder : a === 0;
+    }"""
+    assert tab.plugin_frame.evaluate(pixel, [last, False]), "a cell off screen was painted"
+
+    scroller.evaluate("s => { s.scrollTop = s.scrollHeight; }")
+    tab.plugin_frame.wait_for_function(pixel, arg=[last, True])  # drawn with its data
+    expect(grid).to_have_attribute("aria-busy", "false")  # no placeholder left on screen
+    expect(grid).to_have_attribute("data-step", str(LATEST_STEPS[WIDE_RUN]))
+    assert "1792:2048" in {q["units"] for q in tab.feature_requests(WIDE_RUN)}
+    assert all("units" in q for q in tab.feature_requests(WIDE_RUN))
+    tab.screenshot("grid-wide.png")
+
+    grid.click(position=last)
+    detail = tab.get("unit-detail")
+    expect(detail.get_by_role("heading", name=f"Unit {WIDE_UNITS - 1}")).to_be_visible()
+    expect(detail).to_contain_text("Active fraction")
+    expect(detail.locator("canvas.filmstrip")).to_be_visible(timeout=30_000)
+
+
+def test_steps_of_another_layout_are_drawn_and_named_in_the_filmstrip(tab):
+    tab.show_run(RESIZED_RUN)
+    expect(tab.grid).to_have_attribute("data-units", "5")
+    tab.get("step-slider").press("Home")
+    expect(tab.grid).to_have_attribute("data-step", "0")
+    expect(tab.grid).to_have_attribute("data-units", "4")  # that step's own layout
+    tab.grid.click(position={"x": 5, "y": 5})  # unit 0
+    detail = tab.get("unit-detail")
+    expect(detail).to_contain_text("step 0")
+    expect(detail.locator("canvas.filmstrip")).to_be_visible(timeout=30_000)
+    # The filmstrip stacks the latest layout's steps 3-5; steps 0-2 are counted, not shown.
+    expect(detail).to_contain_text("3 logged steps")
+    expect(detail).to_contain_text("3 steps were logged with another layout")
+
+
+def test_a_display_this_frontend_cannot_draw_is_named_not_drawn(browser_context, base_url):
+    def unknown_display(route):
+        answer = route.fetch()
+        described = answer.json()
+        described[GROWING_RUN][support.TAG]["display"] = "sparkles"
+        route.fulfill(response=answer, json=described)
+
+    def setup(page):
+        page.route(re.compile(r"/data/plugin/rnn_units/tags$"), unknown_display)
+
+    with open_tab(browser_context, base_url, setup) as tab:
+        tab.get("run-select").select_option(GROWING_RUN)
+        notice = tab.frame.get_by_role("status").filter(has_text="sparkles")
+        expect(notice).to_contain_text("cannot be drawn")
+        expect(tab.grid).to_be_hidden()
+        expect(tab.grid).not_to_have_attribute("data-display", re.compile(".*"))
+        assert tab.feature_requests(GROWING_RUN) == []
+        tab.get("run-select").select_option(XSS_RUN)  # the others still draw
+        expect(tab.grid).to_have_attribute("data-step", str(LATEST_STEPS[XSS_RUN]))
+        expect(tab.grid).to_be_visible()
 
 
 def test_python_loader_serves_the_same_tab(browser_context, logdir):

@@ -5,7 +5,8 @@
 import {el, fmt, pct} from "./dom.js";
 import {FrameGrid} from "./framegrid.js";
 import {barList, columnChart} from "./charts.js";
-import {deadMeaning, frame, frames, nearestIndex, slice, unitStats, weightingOf} from "../model.js";
+import {PAINTERS} from "./painters.js";
+import {along, deadMeaning, frame, frames, nearestIndex, rowOf, unitStats, weightingOf} from "../model.js";
 
 const LARGE_WIDTH = 320;   // CSS px of the large picture
 const FRAME_WIDTH = 64;    // CSS px of one filmstrip frame
@@ -14,9 +15,8 @@ export class DetailView {
   /** onClose() when dismissed, onStep(step) when a filmstrip frame is clicked. */
   constructor({onClose, onStep}) {
     this.steps = [];
-    this.large = new FrameGrid({gap: 2, className: "frame-large"});
+    this.large = new FrameGrid({className: "frame-large"});
     this.strip = new FrameGrid({
-      gap: 3,
       className: "filmstrip",
       onPick: (i) => onStep(this.steps[i]),
       onHover: (i) => { this.strip.canvas.title = i >= 0 ? `step ${this.steps[i]}` : ""; },
@@ -55,65 +55,80 @@ export class DetailView {
   }
 
   /**
-   * current: decoded /features of the step shown, with `unit` the unit;
-   * history: decoded /unit response for the filmstrip, null while it loads,
-   * or an Error; step, weighting (one `current` logged), diff, shared: what
-   * the grid shows;
-   * label: subtitle text.
+   * current: a decoded /features answer holding `unit` (null while it loads
+   * or when the step lacks the unit; `missing` then says why); history: the
+   * decoded /unit answer for the filmstrip, null while it loads, or an Error;
+   * step, weighting (one `current` logged), diff, shared: what the grid
+   * shows; label: subtitle text.
    */
-  render({current, unit, history, step, weighting, diff, shared, label}) {
-    const desc = current.header;
-    const shape = {L: desc.window, R: desc.rollout, D: desc.input_size};
+  render({current, unit, missing = "loading…", history, step, weighting, diff, shared, label}) {
     this.title.textContent = `Unit ${unit}`;
     this.subtitle.textContent = label;
-
-    this.large.draw([frame(current, weighting, unit, diff)], shape,
-      {cols: 1, scale: scaleFor(LARGE_WIDTH, desc.input_size, 24), diverging: diff});
-    this.renderStats(unitStats(current, weighting, unit), desc.num_windows, weighting);
+    this.renderFilmstrip(history, {step, weighting, diff, shared});
+    const row = current ? rowOf(current, unit) : -1;
+    const painter = current && PAINTERS[current.header.display];
+    this.large.canvas.hidden = row < 0 || !painter;
+    this.classes.hidden = true;
+    if (row < 0 || !painter) {
+      this.stats.replaceChildren();
+      this.firing.replaceChildren(el("p", {class: "note"},
+        current && row >= 0 ? `cannot draw display ${current.header.display}` : missing));
+      return;
+    }
+    const desc = current.header;
+    this.large.draw([frame(current, weighting, "unit", row, diff)], painter, shapeOf(desc),
+      {cols: 1, scale: scaleFor(LARGE_WIDTH, desc.input_size, 24), gap: 2, diverging: diff});
+    this.renderStats(unitStats(current, weighting, "unit", row), desc.num_windows, weighting,
+      desc.probe_fingerprint);
     const share = current.arrays[`${weighting}/position_share`];
     // End position e = inputs consumed at the window's end: L (the first full
     // window) to T = L + P - 1.
     this.firing.replaceChildren(share
-      ? columnChart(slice(share, unit), {firstLabel: desc.window, axis: "end position", format: pct})
+      ? columnChart(along(share, "unit", row).data, {firstLabel: desc.window, axis: "end position", format: pct})
       : el("p", {class: "note"}, "not logged"));
     const classWeight = current.arrays[`${weighting}/class_weight`];
     this.classes.hidden = !(classWeight && desc.class_names);
     if (!this.classes.hidden) {
       this.classes.replaceChildren(el("h3", {}, "Class preferences"),
         el("p", {class: "note"}, "mean weight of the windows of each class"),
-        barList(slice(classWeight, unit), desc.class_names, fmt));
+        barList(along(classWeight, "unit", row).data, desc.class_names, fmt));
     }
-    this.renderFilmstrip(history, shape, {step, weighting, diff, shared});
   }
 
-  renderFilmstrip(history, shape, {step, weighting, diff, shared}) {
-    this.strip.canvas.hidden = !history || history instanceof Error;
-    if (this.strip.canvas.hidden) {
+  renderFilmstrip(history, {step, weighting, diff, shared}) {
+    const painter = history && !(history instanceof Error) && PAINTERS[history.header.display];
+    this.strip.canvas.hidden = !painter;
+    if (!painter) {
       this.steps = [];
-      this.stripNote.textContent = history ? `could not be loaded: ${history.message}` : "loading…";
+      this.stripNote.textContent = history instanceof Error ? `could not be loaded: ${history.message}`
+        : history ? `not drawn: display ${history.header.display}` : "loading…";
       return;
     }
-    this.steps = history.header.steps;
-    // The filmstrip stacks the latest layout's steps, which may lack the weighting shown.
+    const {steps, other_layout_steps: others = []} = history.header;
+    this.steps = steps;
+    // The filmstrip stacks one layout's steps, which may lack the weighting shown.
     const stripWeighting = weightingOf(history, weighting);
+    const shape = shapeOf(history.header);
     const scale = scaleFor(FRAME_WIDTH, shape.D, 4);
     const scroller = this.strip.canvas.parentElement;
-    const highlight = nearestIndex(this.steps, step);
-    this.strip.draw(frames(history, stripWeighting, diff), shape, {
-      cols: Math.max(1, Math.floor(((scroller.clientWidth || 800) - 3) / (shape.D * scale + 3))),
-      scale, diverging: diff, shared, highlight,
+    const highlight = nearestIndex(steps, step);
+    const cellW = painter.cellSize(shape, scale).w;
+    this.strip.draw(frames(history, stripWeighting, "step", diff), painter, shape, {
+      cols: Math.max(1, Math.floor(((scroller.clientWidth || 800) - 3) / (cellW + 3))),
+      scale, gap: 3, diverging: diff, shared, highlight,
     });
     // Keep the current step's frame in view (scrolled by the step control too).
     const {y, h} = this.strip.rect(highlight);
     if (y < scroller.scrollTop || y + h > scroller.scrollTop + scroller.clientHeight) {
       scroller.scrollTop = y - (scroller.clientHeight - h) / 2;
     }
-    this.stripNote.textContent = `${this.steps.length} logged steps, ` +
-      `${this.steps[0]}–${this.steps.at(-1)}` +
-      `${stripWeighting === weighting ? "" : `, ${stripWeighting} weighting`}; click one to show it`;
+    this.stripNote.textContent = `${steps.length} logged steps, ${steps[0]}–${steps.at(-1)}` +
+      `${stripWeighting === weighting ? "" : `, ${stripWeighting} weighting`}; click one to show it` +
+      (others.length ? `. ${others.length} ${others.length === 1 ? "step was" : "steps were"} logged ` +
+        "with another layout (e.g. a resized layer) and are not shown" : "");
   }
 
-  renderStats(stats, numWindows, weighting) {
+  renderStats(stats, numWindows, weighting, fingerprint) {
     const ess = stats.effectiveSampleSize;
     const rows = [
       ["Active fraction", pct(stats.activeFraction)],
@@ -123,9 +138,16 @@ export class DetailView {
       ["Max signal", fmt(stats.signalMax)],
       ["Dead", stats.dead ? `yes: ${deadMeaning(weighting)}` : "no"],
     ];
-    this.stats.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+    // Identifies the probe data the statistics were measured on.
+    if (fingerprint) rows.push(["Probe", fingerprint]);
+    this.stats.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {class: k.toLowerCase()}, v)]));
     this.stats.classList.toggle("is-dead", stats.dead);
   }
+}
+
+/** {L, R, D} of a description. */
+function shapeOf({window: L, rollout: R, input_size: D}) {
+  return {L, R, D};
 }
 
 /** Whole CSS px per value so that `input_size` values span about `width`. */

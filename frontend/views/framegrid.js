@@ -1,19 +1,51 @@
-// Draws many unit pictures ("frames": the L x D window on top, the R x D
-// rollout below a separator line) on one canvas. Used for the unit grid, the
-// detail view's large picture and its filmstrip.
+// Cells on one canvas, in rows of `cols`: the unit grid, the detail view's
+// large picture and its filmstrip. What is inside a cell is a painter's job
+// (painters.js); this draws cell outlines, placeholders for cells whose data
+// has not arrived, dead-unit hatching and the highlight, and maps the mouse
+// to a cell.
+//
+// The canvas is sized for every cell, so a scrolling parent has the right
+// scroll bar, but `paint` draws only the cells it is given: the grid paints
+// the rows on screen.
 
 import {el} from "./dom.js";
-import {DIVERGING, SEQUENTIAL} from "../colormaps.js";
 
-const SEPARATOR = 3; // CSS px between window and rollout; a 1px line in the middle
-const NAN_RGBA = [189, 189, 189, 255];
+// Chromium's canvas limits are 32,767 px a side and 2^28 px in all; stay well inside.
+const MAX_SIDE = 32000;
+const MAX_AREA = 2 ** 26;
+
+/**
+ * Geometry of `count` cells of `painter` at `scale` CSS px per value:
+ * {painter, shape, count, cols, rows, cellW, cellH, gap, width, height}.
+ * `cols` defaults to a near-square grid. The scale is lowered where the
+ * canvas would pass the browser's size limits (a huge layer, zoomed in).
+ */
+export function gridLayout(painter, shape, {count, scale, cols = Math.ceil(Math.sqrt(count)), gap = 4}) {
+  cols = Math.max(1, Math.min(cols, count));
+  const dpr = window.devicePixelRatio || 1;
+  for (let s = scale; ; s--) {
+    const {w: cellW, h: cellH} = painter.cellSize(shape, s);
+    const rows = Math.ceil(count / cols);
+    const width = cols * (cellW + gap) + gap;
+    const height = rows * (cellH + gap) + gap;
+    const fits = Math.max(width, height) * dpr <= MAX_SIDE && width * height * dpr * dpr <= MAX_AREA;
+    if (fits || s <= 1) return {painter, shape, count, cols, rows, cellW, cellH, gap, width, height};
+  }
+}
+
+/** Cells [first, last) of the rows that cross the band top..bottom (CSS px of the canvas). */
+export function cellsInBand({cols, count, cellH, gap}, top, bottom) {
+  const pitch = cellH + gap;
+  const firstRow = Math.max(0, Math.floor((top - gap) / pitch));
+  const lastRow = Math.max(firstRow, Math.ceil((bottom - gap) / pitch));
+  return [Math.min(count, firstRow * cols), Math.min(count, lastRow * cols)];
+}
 
 export class FrameGrid {
   /**
    * onPick(index) on click, onHover(index or -1) as the pointer moves.
    */
-  constructor({onPick = () => {}, onHover = () => {}, gap = 4, className = "frame-grid"} = {}) {
-    this.gap = gap;
+  constructor({onPick = () => {}, onHover = () => {}, className = "frame-grid"} = {}) {
     this.layout = null;
     this.canvas = el("canvas", {class: className});
     this.canvas.addEventListener("click", (e) => {
@@ -24,65 +56,76 @@ export class FrameGrid {
     this.canvas.addEventListener("mouseleave", () => onHover(-1));
   }
 
-  /**
-   * frames: [{window, rollout, dead}]; shape: {L, R, D} of one frame;
-   * options: cols, scale (CSS px per value), diverging (centre the colours at
-   * 0), shared (one colour range for all frames instead of one per frame),
-   * highlight (index outlined, or -1).
-   *
-   * Returns the shared range {lo, hi}, or null when each frame has its own.
-   */
-  draw(frames, {L, R, D}, {cols, scale, diverging = false, shared = false, highlight = -1}) {
-    const {sx, sy} = pixelScale(L, R, D, scale);
-    const cellW = D * sx;
-    const sep = R > 0 ? SEPARATOR : 0;
-    const cellH = L * sy + sep + R * sy;
-    const rows = Math.ceil(frames.length / cols);
-    const gap = this.gap;
-    this.layout = {cols, count: frames.length, cellW, cellH, gap};
-
-    const width = cols * (cellW + gap) + gap;
-    const height = rows * (cellH + gap) + gap;
+  /** Sizes the canvas for `layout` (see gridLayout); resizing clears it, so only on change. */
+  setLayout(layout) {
     const dpr = window.devicePixelRatio || 1;
-    this.canvas.width = Math.round(width * dpr);
-    this.canvas.height = Math.round(height * dpr);
-    this.canvas.style.width = `${width}px`;
-    this.canvas.style.height = `${height}px`;
+    const width = Math.round(layout.width * dpr);
+    const height = Math.round(layout.height * dpr);
+    if (this.canvas.width !== width || this.canvas.height !== height) {
+      this.canvas.width = width;
+      this.canvas.height = height;
+      this.canvas.style.width = `${layout.width}px`;
+      this.canvas.style.height = `${layout.height}px`;
+    }
+    this.layout = layout;
+  }
+
+  /**
+   * Repaints cells [first, last) of the layout: frameAt(i) gives cell i's
+   * frame, or null to draw a placeholder (data not loaded yet). Options:
+   * diverging, shared (see painters.js), highlight (index outlined, or -1).
+   * Returns the painter's shared range or null.
+   */
+  paint(first, last, frameAt, {diverging = false, shared = false, highlight = -1} = {}) {
+    const {painter, shape, cols, cellW, cellH, gap, width} = this.layout;
+    const dpr = window.devicePixelRatio || 1;
     const ctx = this.canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.imageSmoothingEnabled = false;
-    ctx.clearRect(0, 0, width, height);
+    if (last <= first) return null;
+    // Clear the whole rows, gaps included (where outlines and the highlight go).
+    const top = this.rect(first - (first % cols)).y - gap;
+    const bottom = this.rect(last - 1).y + cellH + gap;
+    ctx.clearRect(0, top, width, bottom - top);
 
-    const ranges = frames.map((f) => valueRange([f.window, f.rollout], diverging));
-    const sharedRange = shared ? merge(ranges, diverging) : null;
-    const atlas = paintAtlas(frames, ranges.map((r) => sharedRange || r), {L, R, D},
-      diverging ? DIVERGING : SEQUENTIAL);
-
-    frames.forEach((f, i) => {
+    const cells = [];
+    for (let i = first; i < last; i++) {
       const {x, y} = this.rect(i);
       // A hairline frame keeps near-white cells (differences near 0) apart from the page.
       ctx.strokeStyle = "#e0e0e0";
       ctx.lineWidth = 1;
       ctx.strokeRect(x - 0.5, y - 0.5, cellW + 1, cellH + 1);
-      const ax = (i % atlas.cols) * D;
-      const ay = Math.floor(i / atlas.cols) * (L + R);
-      ctx.drawImage(atlas.canvas, ax, ay, D, L, x, y, cellW, L * sy);
-      if (R > 0) {
-        ctx.fillStyle = "#616161";
-        ctx.fillRect(x, y + L * sy + 1, cellW, 1);
-        ctx.drawImage(atlas.canvas, ax, ay + L, D, R, x, y + L * sy + sep, cellW, R * sy);
+      const frame = frameAt(i);
+      if (frame) {
+        cells.push({x, y, frame});
+      } else {
+        ctx.fillStyle = "#f5f5f5";
+        ctx.fillRect(x, y, cellW, cellH);
       }
-      if (f.dead) markDead(ctx, x, y, cellW, cellH);
-      if (i === highlight) {
-        ctx.strokeStyle = "#f57c00";
-        ctx.lineWidth = 2;
-        ctx.strokeRect(x - 1.5, y - 1.5, cellW + 3, cellH + 3);
-      }
-    });
-    return sharedRange;
+    }
+    const range = painter.paint(ctx, cells, shape, {w: cellW, h: cellH}, {diverging, shared});
+    for (const {x, y, frame} of cells) {
+      if (frame.dead) markDead(ctx, x, y, cellW, cellH);
+    }
+    if (highlight >= first && highlight < last) {
+      const {x, y} = this.rect(highlight);
+      ctx.strokeStyle = "#f57c00";
+      ctx.lineWidth = 2;
+      ctx.strokeRect(x - 1.5, y - 1.5, cellW + 3, cellH + 3);
+    }
+    return range;
   }
 
-  /** CSS px box {x, y, w, h} of frame i in the canvas, as last drawn. */
+  /**
+   * Lays out and paints all `frames` with `painter` (the detail's pictures):
+   * options cols, scale, gap and those of `paint`.
+   */
+  draw(frames, painter, shape, {cols, scale, gap, ...options}) {
+    this.setLayout(gridLayout(painter, shape, {count: frames.length, scale, cols, gap}));
+    return this.paint(0, frames.length, (i) => frames[i], options);
+  }
+
+  /** CSS px box {x, y, w, h} of cell i in the canvas. */
   rect(i) {
     const {cols, cellW, cellH, gap} = this.layout;
     return {
@@ -93,7 +136,7 @@ export class FrameGrid {
     };
   }
 
-  /** Frame index under a mouse event, or -1 (also for gaps between frames). */
+  /** Cell index under a mouse event, or -1 (also for gaps between cells). */
   indexAt(event) {
     if (!this.layout) return -1;
     const {cols, count, cellW, cellH, gap} = this.layout;
@@ -106,83 +149,6 @@ export class FrameGrid {
         || y - row * (cellH + gap) >= cellH) return -1;
     const i = row * cols + col;
     return i < count ? i : -1;
-  }
-}
-
-/**
- * Whole CSS px per value along x and y: `scale` for both, except that a cell
- * is kept within 1:3 aspect so very narrow or very flat windows stay legible.
- */
-function pixelScale(L, R, D, scale) {
-  const w = D * scale;
-  const h = (L + R) * scale;
-  return {
-    sx: h > 3 * w ? Math.ceil(h / (3 * D)) : scale,
-    sy: w > 3 * h ? Math.ceil(w / (3 * (L + R))) : scale,
-  };
-}
-
-/** {lo, hi} over the finite values of the given arrays; symmetric about 0 when diverging. */
-function valueRange(arrays, diverging) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const values of arrays) {
-    if (!values) continue;
-    for (const v of values) {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-  }
-  if (lo > hi) return {lo: 0, hi: 0};
-  if (diverging) {
-    const m = Math.max(Math.abs(lo), Math.abs(hi));
-    return {lo: -m, hi: m};
-  }
-  return {lo, hi};
-}
-
-function merge(ranges, diverging) {
-  return valueRange([ranges.flatMap((r) => [r.lo, r.hi])], diverging);
-}
-
-/**
- * Paints every frame at one pixel per value into an offscreen canvas (frames
- * tiled in a near-square block so the canvas stays within size limits);
- * `draw` then scales pieces of it with nearest-neighbour sampling.
- */
-function paintAtlas(frames, ranges, {L, R, D}, lut) {
-  const cols = Math.max(1, Math.ceil(Math.sqrt(frames.length)));
-  const rows = Math.max(1, Math.ceil(frames.length / cols));
-  const image = new ImageData(cols * D, rows * (L + R));
-  frames.forEach((f, i) => {
-    const x0 = (i % cols) * D;
-    const y0 = Math.floor(i / cols) * (L + R);
-    paint(image, x0, y0, f.window, D, ranges[i], lut);
-    if (f.rollout) paint(image, x0, y0 + L, f.rollout, D, ranges[i], lut);
-  });
-  const canvas = document.createElement("canvas");
-  canvas.width = image.width;
-  canvas.height = image.height;
-  canvas.getContext("2d").putImageData(image, 0, 0);
-  return {canvas, cols};
-}
-
-/** Writes a row-major matrix with `width` columns into `image` at (x0, y0) through `lut`. */
-function paint(image, x0, y0, values, width, {lo, hi}, lut) {
-  const span = hi - lo;
-  const out = image.data;
-  for (let k = 0; k < values.length; k++) {
-    const v = values[k];
-    const p = 4 * ((y0 + Math.floor(k / width)) * image.width + x0 + (k % width));
-    if (!Number.isFinite(v)) {
-      out.set(NAN_RGBA, p);
-      continue;
-    }
-    const c = 4 * (span > 0 ? Math.round((255 * (v - lo)) / span) : 128);
-    out[p] = lut[c];
-    out[p + 1] = lut[c + 1];
-    out[p + 2] = lut[c + 2];
-    out[p + 3] = 255;
   }
 }
 

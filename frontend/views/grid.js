@@ -1,42 +1,79 @@
-// The unit grid: one frame per hidden unit at the current step, laid out
-// near-square, with a colour legend and a one-line readout of the hovered unit.
+// The unit grid: one cell per hidden unit at a step, laid out near-square
+// (fewer columns when that would not fit the width), with a colour legend
+// and a one-line readout of the hovered unit. It scrolls inside
+// .grid-scroll and paints only the rows on screen; the app asks which
+// units those are (visibleUnits) and fetches just them.
 
 import {el, fmt} from "./dom.js";
-import {FrameGrid} from "./framegrid.js";
+import {FrameGrid, cellsInBand, gridLayout} from "./framegrid.js";
 import {DIVERGING, SEQUENTIAL, cssGradient} from "../colormaps.js";
 
 export class GridView {
-  /** onPick(unit) when a cell is clicked, onHover(unit or -1). */
-  constructor({onPick, onHover}) {
+  /** onPick(unit) when a cell is clicked, onHover(unit or -1), onScroll() when other rows come into view. */
+  constructor({onPick, onHover, onScroll}) {
     this.frames = new FrameGrid({onPick, onHover});
-    this.frames.canvas.dataset.testid = "unit-grid";
-    this.frames.canvas.setAttribute("role", "img");
+    const canvas = this.frames.canvas;
+    canvas.dataset.testid = "unit-grid";
+    canvas.setAttribute("role", "img");
     this.bar = el("span", {class: "colorbar"});
     this.lo = el("span", {class: "legend-value"});
     this.hi = el("span", {class: "legend-value"});
     this.scaleNote = el("span", {class: "legend-note"});
     this.readout = el("span", {class: "readout", "aria-live": "polite"});
     this.note = el("span", {class: "grid-note", role: "status", hidden: true});
+    this.scroller = el("div", {class: "grid-scroll"}, canvas);
     this.element = el("section", {class: "grid-view"},
       el("div", {class: "grid-caption"},
         el("span", {class: "legend"}, this.lo, this.bar, this.hi, this.scaleNote),
         el("span", {class: "legend-dead"}, el("span", {class: "dead-swatch"}), "dead unit"),
         this.note,
         this.readout),
-      el("div", {class: "grid-scroll"}, this.frames.canvas));
+      this.scroller);
+    this.scroller.addEventListener("scroll", () => onScroll(), {passive: true});
   }
 
   /**
-   * frames: one per unit (see model.frames); shape {L, R, D}; step: the
-   * step shown; options: scale, diverging, shared, highlight.
+   * The grid's geometry for `units` cells of `painter` ({L, R, D} = shape)
+   * at `scale` (see framegrid.gridLayout); computed, not applied.
    */
-  draw(frames, shape, step, options) {
-    const cols = Math.ceil(Math.sqrt(frames.length));
-    const range = this.frames.draw(frames, shape, {...options, cols});
+  layoutFor(painter, shape, units, scale) {
+    const gap = 4;
+    const probe = gridLayout(painter, shape, {count: 1, scale, gap});
+    const fitting = Math.floor(((this.scroller.clientWidth || window.innerWidth) - gap) / (probe.cellW + gap));
+    const cols = Math.min(Math.ceil(Math.sqrt(units)), Math.max(1, fitting));
+    return gridLayout(painter, shape, {count: units, scale, cols, gap});
+  }
+
+  /** Units [first, last) of `layout` in the rows that are on screen. */
+  visibleUnits(layout) {
+    const top = this.scroller.scrollTop;
+    const height = this.scroller.clientHeight || window.innerHeight;
+    return cellsInBand(layout, top, top + height);
+  }
+
+  /**
+   * Draws `layout` (from layoutFor) with the units on screen: frameAt(unit)
+   * gives a unit's frame, or null while its data loads (a placeholder; the
+   * canvas is aria-busy while any is on screen). `step` is the step drawn
+   * (data-step), null before any of its units arrived; `display` names the
+   * painter (data-display). options: diverging, shared, highlight (see
+   * FrameGrid.paint).
+   */
+  draw(layout, {display, step, frameAt, ...options}) {
+    this.frames.setLayout(layout);
+    const [first, last] = this.visibleUnits(layout);
+    let loading = 0;
+    const range = this.frames.paint(first, last, (unit) => frameAt(unit) ?? (loading++, null), options);
     const canvas = this.frames.canvas;
-    canvas.dataset.units = String(frames.length);
-    canvas.dataset.step = String(step);
-    canvas.setAttribute("aria-label", `${frames.length} hidden units at step ${step}`);
+    canvas.setAttribute("aria-busy", String(loading > 0));
+    canvas.dataset.units = String(layout.count);
+    canvas.dataset.display = display;
+    if (step === null) {
+      delete canvas.dataset.step;
+    } else {
+      canvas.dataset.step = String(step);
+    }
+    canvas.setAttribute("aria-label", `${layout.count} hidden units${step === null ? "" : ` at step ${step}`}`);
 
     this.bar.style.background = cssGradient(options.diverging ? DIVERGING : SEQUENTIAL);
     if (range) {
@@ -46,9 +83,16 @@ export class GridView {
       this.lo.textContent = options.diverging ? "−max" : "min";
       this.hi.textContent = options.diverging ? "+max" : "max";
     }
+    const partial = first > 0 || last < layout.count;
     this.scaleNote.textContent =
       (options.diverging ? "difference from the probe mean, " : "") +
-      (range ? "shared scale" : "scaled per cell");
+      (range ? `shared scale${partial ? " of the units on screen" : ""}` : "scaled per cell");
+  }
+
+  /** Marks the canvas as showing nothing (no data-display, no data-step). */
+  unset() {
+    delete this.frames.canvas.dataset.display;
+    delete this.frames.canvas.dataset.step;
   }
 
   /** A short notice above the grid, e.g. that a step lacks the selected weighting ("" clears it). */

@@ -1,0 +1,109 @@
+// Decoded /features answers, fetched in fixed blocks of units and kept
+// within a byte budget (least recently used first out).
+//
+// A block is BLOCK_UNITS consecutive units of one step, aligned: block b
+// holds units b*BLOCK_UNITS .. (b+1)*BLOCK_UNITS-1 (the server clips the
+// last one to the step's units). The grid asks for the blocks its visible
+// rows need, so a 169-unit tag is one request and a 4,096-unit one is never
+// fetched whole. Keys are (run, tag, step, block): any selection, the main
+// one or a second one to compare with, reads the same store.
+
+import {fetchFeatures} from "./model.js";
+
+export const BLOCK_UNITS = 256;
+const BUDGET_BYTES = 64 * 2 ** 20;
+
+export class Store {
+  /**
+   * onLoad() after each block that arrives; fetchBlock(run, tag, step,
+   * [start, stop]) -> Promise of a decoded answer (tests may swap it).
+   */
+  constructor({onLoad = () => {}, budget = BUDGET_BYTES, fetchBlock = fetchFeatures} = {}) {
+    this.onLoad = onLoad;
+    this.budget = budget;
+    this.fetchBlock = fetchBlock;
+    this.bytes = 0;
+    // key -> {promise, value, error, bytes}; Map order is recency, oldest first.
+    this.entries = new Map();
+    // JSON [run, tag, step] -> the header of any block of that step: its
+    // layout (units, window, ...). Small, so never evicted.
+    this.headers = new Map();
+  }
+
+  /** The loaded block, or undefined (also while it loads or after it failed); marks it used. */
+  get(run, tag, step, block) {
+    const key = JSON.stringify([run, tag, step, block]);
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    this.entries.delete(key);  // re-insert: most recently used last
+    this.entries.set(key, entry);
+    return entry.value;
+  }
+
+  /** The error the block's last fetch failed with, if it did. */
+  error(run, tag, step, block) {
+    return this.entries.get(JSON.stringify([run, tag, step, block]))?.error;
+  }
+
+  /** The header of some loaded block of the step (its layout), or undefined. */
+  header(run, tag, step) {
+    return this.headers.get(JSON.stringify([run, tag, step]));
+  }
+
+  /**
+   * Starts fetching the block unless it is loaded, loading or failed (see
+   * forgetErrors). Returns a promise of the decoded block that never
+   * rejects: it resolves to undefined on failure.
+   */
+  load(run, tag, step, block) {
+    const key = JSON.stringify([run, tag, step, block]);
+    let entry = this.entries.get(key);
+    if (entry) return entry.promise;
+    entry = {value: undefined, error: undefined, bytes: 0};
+    const units = [block * BLOCK_UNITS, (block + 1) * BLOCK_UNITS];
+    entry.promise = this.fetchBlock(run, tag, step, units).then((value) => {
+      if (this.entries.get(key) !== entry) return value;  // forgotten meanwhile
+      entry.value = value;
+      entry.bytes = value.bytes ?? 0;
+      this.bytes += entry.bytes;
+      this.headers.set(JSON.stringify([run, tag, step]), value.header);
+      this.evict(key);
+      this.onLoad();
+      return value;
+    }, (error) => {
+      entry.error = error;
+      return undefined;
+    });
+    this.entries.set(key, entry);
+    return entry.promise;
+  }
+
+  /** Forgets failed fetches, so the next `load` tries again (the app does it when it polls); returns how many. */
+  forgetErrors() {
+    let count = 0;
+    for (const [key, entry] of this.entries) {
+      if (entry.error) {
+        this.entries.delete(key);
+        count++;
+      }
+    }
+    return count;
+  }
+
+  /** Drops least recently used loaded blocks until within budget, never `keep`. */
+  evict(keep) {
+    for (const [key, entry] of this.entries) {
+      if (this.bytes <= this.budget) break;
+      if (key === keep || entry.value === undefined) continue;
+      this.entries.delete(key);
+      this.bytes -= entry.bytes;
+    }
+  }
+}
+
+/** Blocks holding units [start, stop). */
+export function blocksOf(start, stop) {
+  const blocks = [];
+  for (let b = Math.floor(start / BLOCK_UNITS); b * BLOCK_UNITS < stop; b++) blocks.push(b);
+  return blocks;
+}

@@ -1,0 +1,122 @@
+// Painters: how one kind of display draws a unit's frame ({window, rollout,
+// dead}, see model.frame) into a cell of a canvas. The logged description's
+// `display` picks one from PAINTERS; a display missing from the table is
+// one this frontend cannot draw (the app says so instead of drawing).
+//
+// A painter is {cellSize, paint}:
+//   cellSize({L, R, D}, scale) -> {w, h}, CSS px of one cell at `scale` px per value;
+//   paint(ctx, cells, {L, R, D}, {w, h}, {diverging, shared}) draws cells,
+//     [{x, y, frame}] with (x, y) a cell's top-left corner in CSS px, and
+//     returns the colour range {lo, hi} they share, or null when each cell
+//     has its own.
+
+import {DIVERGING, SEQUENTIAL} from "../colormaps.js";
+
+const SEPARATOR = 3; // CSS px between window and rollout; a 1px line in the middle
+const NAN_RGBA = [189, 189, 189, 255];
+
+/** image_rows: the L x D window as an image above a separator line, the R x D rollout below. */
+const imageRows = {
+  cellSize({L, R, D}, scale) {
+    const {sx, sy} = pixelScale(L, R, D, scale);
+    return {w: D * sx, h: L * sy + (R > 0 ? SEPARATOR + R * sy : 0)};
+  },
+
+  paint(ctx, cells, {L, R, D}, {w, h}, {diverging = false, shared = false} = {}) {
+    const sy = (h - (R > 0 ? SEPARATOR : 0)) / (L + R);
+    const ranges = cells.map(({frame}) => valueRange([frame.window, frame.rollout], diverging));
+    const sharedRange = shared ? merge(ranges, diverging) : null;
+    const atlas = paintAtlas(cells.map((c) => c.frame), ranges.map((r) => sharedRange || r), {L, R, D},
+      diverging ? DIVERGING : SEQUENTIAL);
+    cells.forEach(({x, y}, i) => {
+      const ax = (i % atlas.cols) * D;
+      const ay = Math.floor(i / atlas.cols) * (L + R);
+      ctx.drawImage(atlas.canvas, ax, ay, D, L, x, y, w, L * sy);
+      if (R > 0) {
+        ctx.fillStyle = "#616161";
+        ctx.fillRect(x, y + L * sy + 1, w, 1);
+        ctx.drawImage(atlas.canvas, ax, ay + L, D, R, x, y + L * sy + SEPARATOR, w, R * sy);
+      }
+    });
+    return sharedRange;
+  },
+};
+
+export const PAINTERS = {image_rows: imageRows};
+
+/**
+ * Whole CSS px per value along x and y: `scale` for both, except that a cell
+ * is kept within 1:3 aspect so very narrow or very flat windows stay legible.
+ */
+function pixelScale(L, R, D, scale) {
+  const w = D * scale;
+  const h = (L + R) * scale;
+  return {
+    sx: h > 3 * w ? Math.ceil(h / (3 * D)) : scale,
+    sy: w > 3 * h ? Math.ceil(w / (3 * (L + R))) : scale,
+  };
+}
+
+/** {lo, hi} over the finite values of the given arrays; symmetric about 0 when diverging. */
+function valueRange(arrays, diverging) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const values of arrays) {
+    if (!values) continue;
+    for (const v of values) {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  }
+  if (lo > hi) return {lo: 0, hi: 0};
+  if (diverging) {
+    const m = Math.max(Math.abs(lo), Math.abs(hi));
+    return {lo: -m, hi: m};
+  }
+  return {lo, hi};
+}
+
+function merge(ranges, diverging) {
+  return valueRange([ranges.flatMap((r) => [r.lo, r.hi])], diverging);
+}
+
+/**
+ * Paints every frame at one pixel per value into an offscreen canvas (frames
+ * tiled in a near-square block so the canvas stays within size limits);
+ * `paint` then scales pieces of it with nearest-neighbour sampling.
+ */
+function paintAtlas(frames, ranges, {L, R, D}, lut) {
+  const cols = Math.max(1, Math.ceil(Math.sqrt(frames.length)));
+  const rows = Math.max(1, Math.ceil(frames.length / cols));
+  const image = new ImageData(Math.max(1, cols * D), Math.max(1, rows * (L + R)));
+  frames.forEach((f, i) => {
+    const x0 = (i % cols) * D;
+    const y0 = Math.floor(i / cols) * (L + R);
+    paintMatrix(image, x0, y0, f.window, D, ranges[i], lut);
+    if (f.rollout) paintMatrix(image, x0, y0 + L, f.rollout, D, ranges[i], lut);
+  });
+  const canvas = document.createElement("canvas");
+  canvas.width = image.width;
+  canvas.height = image.height;
+  canvas.getContext("2d").putImageData(image, 0, 0);
+  return {canvas, cols};
+}
+
+/** Writes a row-major matrix with `width` columns into `image` at (x0, y0) through `lut`. */
+function paintMatrix(image, x0, y0, values, width, {lo, hi}, lut) {
+  const span = hi - lo;
+  const out = image.data;
+  for (let k = 0; k < values.length; k++) {
+    const v = values[k];
+    const p = 4 * ((y0 + Math.floor(k / width)) * image.width + x0 + (k % width));
+    if (!Number.isFinite(v)) {
+      out.set(NAN_RGBA, p);
+      continue;
+    }
+    const c = 4 * (span > 0 ? Math.round((255 * (v - lo)) / span) : 128);
+    out[p] = lut[c];
+    out[p + 1] = lut[c + 1];
+    out[p + 2] = lut[c + 2];
+    out[p + 3] = 255;
+  }
+}
