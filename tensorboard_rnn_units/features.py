@@ -63,6 +63,7 @@ class UnitFeatures:
     weighted: Dict[str, WeightedFeatures]
     signal_mean: torch.Tensor  # (H,)
     signal_max: torch.Tensor  # (H,)
+    activation_sample: torch.Tensor  # (H, S) float32 signal on the probe's activation sample
     mean_window: torch.Tensor  # (L, D)
     mean_rollout: Optional[torch.Tensor]  # (R, D)
     class_counts: Optional[torch.Tensor]  # (C,) windows per class
@@ -213,7 +214,21 @@ def compute_unit_features(
             if rollout > 0:
                 predictions = _roll_out(model, readout, batch.state, rollout, probe.input_size, signal)
             sums.add(batch, walker.windows(batch), predictions)
-        return sums.result(probe, signal, model, context, top_fraction)
+        sample = _sample_signals(model, probe, signal, context, batch_size, device, dtype)
+        return sums.result(probe, signal, model, context, top_fraction, sample)
+
+
+def _sample_signals(model, probe, signal, context, batch_size, device, dtype):
+    """``(H, S)`` float32 signal of every unit on the probe's activation sample, in sample order."""
+    walker = _WindowWalker(model, probe, signal, context, batch_size, device, dtype, windows=probe.sample)
+    positions = probe.positions
+    keys = probe.window_sequence[probe.sample] * positions + probe.window_position[probe.sample]  # ascending
+    values = torch.empty(probe.sample.numel(), model.hidden_size, dtype=torch.float32)
+    for batch in walker.batches(with_state=False):
+        rows = torch.searchsorted(keys, batch.sequence.cpu() * positions + batch.position.cpu())
+        values[rows] = batch.signal.to("cpu", torch.float32)
+    _check_finite("rnn", values)
+    return values.T.contiguous()
 
 
 @dataclasses.dataclass
@@ -225,17 +240,19 @@ class _Batch:
 
 
 class _WindowWalker:
-    """Runs the model over the probe's windows in batches.
+    """Runs the model over the probe's windows (or those at ``windows``, ascending indices) in batches.
 
     Which windows end at which step is worked out on the CPU from the
     probe's index tensors, so the device never waits on the host.
     """
 
-    def __init__(self, model, probe, signal, context, batch_size, device, dtype):
+    def __init__(self, model, probe, signal, context, batch_size, device, dtype, windows=None):
         self.model, self.signal, self.context, self.batch_size = model, signal, context, batch_size
         self.device = device
         self.x, self.labels = probe.on(device, dtype)
         self.window_sequence, self.window_position = probe.window_sequence, probe.window_position
+        if windows is not None:
+            self.window_sequence, self.window_position = self.window_sequence[windows], self.window_position[windows]
         self.window = probe.window
         # (N, P, D, L) view of every window without copying.
         self.unfolded = self.x.unfold(1, probe.window, 1)
@@ -408,7 +425,7 @@ class _Sums:
             if classes is not None:
                 sums["class"] += _sum_by(w, classes, sums["class"].shape[0])
 
-    def result(self, probe, signal, model, context, top_fraction):
+    def result(self, probe, signal, model, context, top_fraction, sample):
         if not self.finite:
             raise _not_finite("rnn")
         cpu = lambda t: t.to("cpu", torch.float64)
@@ -437,6 +454,7 @@ class _Sums:
             weighted=weighted,
             signal_mean=cpu(self.signal_sum) / n,
             signal_max=cpu(self.signal_max),
+            activation_sample=sample,
             mean_window=(cpu(self.window_sum) / n).reshape(probe.window, probe.input_size),
             mean_rollout=(cpu(self.rollout_sum) / n).reshape(self.rollout, probe.input_size) if self.rollout else None,
             class_counts=self.class_counts,

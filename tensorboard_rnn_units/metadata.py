@@ -13,7 +13,7 @@ JSON: the layout again (so each step describes itself), the step's
 
 - ``arrays``: ``[{"name", "dtype", "shape", "axes"}, ...]``; ``axes`` names
   every dimension (today ``unit``, ``window``, ``rollout``, ``input``,
-  ``end_position``, ``class``). Arrays with a ``"unit"`` axis are *per-unit*,
+  ``end_position``, ``class``, ``sample``). Arrays with a ``"unit"`` axis are *per-unit*,
   the others *shared*. Readers find the unit axis from ``axes`` and ignore
   arrays whose names they don't know, so new optional arrays need no new
   version.
@@ -47,6 +47,8 @@ name                            axes                         meaning
 ``mean_rollout``                rollout, input               plain mean of all rollouts (R > 0)
 ``signal_mean``                 unit                         mean signal over windows
 ``signal_max``                  unit                         max signal over windows
+``activation_sample``           unit, sample                 signal on the probe's activation
+                                                             sample (optional: not in older logs)
 ``class_counts``                class                        windows per class (with labels)
 ``{w}/average``                 unit, window, input          weighted-average window
 ``{w}/rollout``                 unit, rollout, input         weighted-average rollout (R > 0)

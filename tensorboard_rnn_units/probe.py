@@ -27,14 +27,18 @@ class Probe:
         statistics.
       class_names: optional names, one per class (``len >= max(labels) + 1``).
       max_windows: optional cap on the number of windows used.
-      seed: seed of the window sample.
+      seed: seed of the window sample and of the activation sample.
+      sample_size: how many windows form the *activation sample*, on which
+        every logged step stores each unit's signal (to compare units across
+        steps and runs); all windows when there are fewer.
       display: how a viewer draws an ``(L, D)`` window, one of
         ``metadata.DISPLAYS`` (``"image_rows"``: row ``i`` is input ``i``).
 
     Attributes:
       fingerprint: 16 hex characters of a SHA-256 of what defines the windows
-        (the sequences as float32, ``L``, the chosen windows, the labels),
-        the same across processes, versions and platforms.
+        (the sequences as float32, ``L``, the chosen windows, the labels, the
+        activation sample), the same across processes, versions and platforms.
+      sample: ``(S,)`` ascending indices of the activation sample's windows.
 
     Raises:
       ValueError: a bad shape, value or argument, naming it.
@@ -48,6 +52,7 @@ class Probe:
         class_names=None,
         max_windows=None,
         seed=0,
+        sample_size=512,
         display="image_rows",
     ):
         x = _as_tensor("sequences", sequences)
@@ -84,6 +89,9 @@ class Probe:
         # Windows sorted by sequence, then end position.
         self.window_sequence = chosen // positions
         self.window_position = chosen % positions  # e - L, in 0..P-1
+        sample_size = check_int("sample_size", sample_size, 1)
+        generator = torch.Generator().manual_seed(check_int("seed", seed, 0) + 1)
+        self.sample = torch.randperm(chosen.numel(), generator=generator)[:sample_size].sort().values
         self.fingerprint = self._fingerprint()
         self._cache = {}
 
@@ -125,6 +133,7 @@ class Probe:
         part(b"window", self.window, "<i8")
         part(b"window_sequence", self.window_sequence.numpy(), "<i8")
         part(b"window_position", self.window_position.numpy(), "<i8")
+        part(b"sample", self.sample.numpy(), "<i8")
         if self.labels is None:
             part(b"no labels", [], "<i8")
         else:

@@ -54,6 +54,7 @@ def step_arrays(features):
         arrays["mean_rollout"] = (f16(features.mean_rollout), ["rollout", "input"])
     arrays["signal_mean"] = (f32(features.signal_mean), ["unit"])
     arrays["signal_max"] = (f32(features.signal_max), ["unit"])
+    arrays["activation_sample"] = (f16(features.activation_sample), ["unit", "sample"])
     if features.class_counts is not None:
         arrays["class_counts"] = (f32(features.class_counts), ["class"])
     for name, w in features.weighted.items():

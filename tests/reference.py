@@ -128,6 +128,7 @@ def reference_features(module, x, windows, window, *, signal, layer, weighting,
         "dead": torch.tensor(out["dead"]),
         "signal_mean": S.mean(0),
         "signal_max": S.max(0).values,
+        "signals": S,  # (W, H), in the order of ``windows``
         "mean_window": X.mean(0),
         "mean_rollout": torch.stack(predictions).mean(0) if rollout else None,
     }

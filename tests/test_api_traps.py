@@ -131,9 +131,9 @@ def test_a_supported_subclass_that_implements_step_model_runs_its_own_steps():
 def test_fingerprint_is_a_fixed_function_of_the_probe_data():
     # Hard-coded: the same in every process, version and platform (see Probe.fingerprint).
     small = rnn_units.Probe(torch.arange(2 * 5 * 3).reshape(2, 5, 3).float(), window=2)
-    assert small.fingerprint == "dec4551fe0bf06c8"
+    assert small.fingerprint == "e3ba9b50c796d7b8"
     labelled = rnn_units.Probe(torch.arange(2 * 5 * 3).reshape(2, 5, 3).float(), window=2, labels=[0, 1])
-    assert labelled.fingerprint == "84c152da576d7bec"
+    assert labelled.fingerprint == "d19cf45f0296d5c9"
 
 
 def test_fingerprint_follows_the_data_not_its_container():
@@ -156,6 +156,7 @@ def test_fingerprint_follows_the_data_not_its_container():
         rnn_units.Probe(X, 2, max_windows=7, seed=3),  # no labels
         rnn_units.Probe(changed, 2, labels=[0, 1, 0, 1], max_windows=7, seed=3),  # one value
         rnn_units.Probe(X.reshape(2, 12, 3), 2, labels=[0, 1], max_windows=7, seed=3),  # shape
+        rnn_units.Probe(X, 2, labels=[0, 1, 0, 1], max_windows=7, seed=3, sample_size=3),  # activation sample
     ]
     fingerprints = [base.fingerprint] + [p.fingerprint for p in different]
     assert len(set(fingerprints)) == len(fingerprints)

@@ -44,6 +44,13 @@ def _compare(features, ref, weighting):
             torch.testing.assert_close(getattr(features, name), ref[name].double(), rtol=1e-7, atol=1e-9, msg=name)
 
 
+def _compare_sample(features, ref, probe):
+    """The activation sample is each unit's signal on the probe's sample windows, in their order."""
+    expected = ref["signals"][probe.sample].T.float()
+    assert features.activation_sample.shape == (ref["signals"].shape[1], probe.sample.numel())
+    torch.testing.assert_close(features.activation_sample, expected, rtol=1e-5, atol=1e-6)
+
+
 CASES = [
     ("rnn", {}, "preactivation", -1),
     ("rnn", {"nonlinearity": "relu", "num_layers": 2}, "preactivation", 0),
@@ -77,6 +84,7 @@ def test_matches_reference(kind, kwargs, signal, layer, weighting):
         labels=labels, num_classes=C,
     )
     _compare(features, ref, weighting)
+    _compare_sample(features, ref, probe)
 
 
 @pytest.mark.parametrize("context", ["prefix", "window"])
@@ -84,7 +92,7 @@ def test_matches_reference(kind, kwargs, signal, layer, weighting):
 def test_sampled_windows_and_contexts_match_reference(kind, context):
     module = _model(kind, num_layers=2)
     x, _ = _data(5)
-    probe = rnn_units.Probe(x, L, max_windows=11, seed=4)
+    probe = rnn_units.Probe(x, L, max_windows=11, seed=4, sample_size=4)
     readout = _readout()
     both = rnn_units.compute_unit_features(
         module, probe, readout=readout, rollout=R, weighting=("top", "relu"),
@@ -98,6 +106,8 @@ def test_sampled_windows_and_contexts_match_reference(kind, context):
             weighting=weighting, top_fraction=0.3, readout=readout, rollout=R, context=context,
         )
         _compare(both, ref, weighting)
+    _compare_sample(both, ref, probe)
+    assert probe.sample.numel() == 4
     assert both.weightings == ("top", "relu") and list(both.weighted) == ["top", "relu"]
     assert both["top"] is both.weighted["top"] and both["relu"] is both.weighted["relu"]
 
