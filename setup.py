@@ -19,6 +19,7 @@ setup(
         "numpy>=1.21",
         "protobuf>=3.20",
         "werkzeug>=2.0",
+        "scipy>=1.7",
     ],
     extras_require={
         "demo": ["scikit-learn>=1.0", "tqdm>=4.0"],

@@ -10,6 +10,8 @@ details in ``docs/CONTRACTS.md``):
 - ``/features?run=&tag=&step=[&units=START:STOP]``: one step's arrays (of
   those units), in the ``wire`` format;
 - ``/unit?run=&tag=&unit=``: one unit across all steps, in the ``wire`` format;
+- ``/change``, ``/drift``, ``/similarity``, ``/match``, ``/order``,
+  ``/coverage``: units compared across steps and runs (``comparisons``);
 - ``/index.js``, ``/static/<path>``: the frontend's JavaScript and CSS.
 
 TensorBoard imports this module at start-up, so it must never import torch
@@ -28,6 +30,7 @@ from tensorboard import plugin_util
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 
+from tensorboard_rnn_units import comparisons
 from tensorboard_rnn_units import metadata
 from tensorboard_rnn_units import reader
 from tensorboard_rnn_units import wire
@@ -55,6 +58,7 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
         # a downsample of 0 would read none of them.
         downsample = (context.sampling_hints or {}).get(self.plugin_name, DEFAULT_SAMPLES) or _ALL_STEPS
         self._reader = reader.StepReader(context.data_provider, context.logdir, downsample)
+        self._comparisons = comparisons.Comparisons(self._reader)
 
     def get_plugin_apps(self):
         return {
@@ -62,6 +66,12 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
             "/steps": self._serve_steps,
             "/features": self._serve_features,
             "/unit": self._serve_unit,
+            "/change": self._serve_change,
+            "/drift": self._serve_drift,
+            "/similarity": self._serve_similarity,
+            "/match": self._serve_match,
+            "/order": self._serve_order,
+            "/coverage": self._serve_coverage,
             "/index.js": self._serve_index_js,
             "/static/*": self._serve_static,
         }
@@ -109,6 +119,54 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
         return _respond_wire(request, header, arrays)
 
     @wrappers.Request.application
+    def _serve_change(self, request):
+        result = self._comparisons.change(
+            *_context(request), _arg(request, "run"), _arg(request, "tag"),
+            _int_arg(request, "step_a"), _int_arg(request, "step_b"),
+        )
+        return http_util.Respond(request, result, "application/json")
+
+    @wrappers.Request.application
+    def _serve_drift(self, request):
+        threshold = _float_arg(request, "threshold", comparisons.DEFAULT_THRESHOLD)
+        header, arrays = self._comparisons.drift(
+            *_context(request), _arg(request, "run"), _arg(request, "tag"), threshold
+        )
+        return _respond_wire(request, header, arrays)
+
+    @wrappers.Request.application
+    def _serve_similarity(self, request):
+        header, arrays = self._comparisons.similarity(*_context(request), _arg(request, "run"), _arg(request, "tag"))
+        return _respond_wire(request, header, arrays)
+
+    @wrappers.Request.application
+    def _serve_match(self, request):
+        result = self._comparisons.match(
+            *_context(request), _arg(request, "run"), _arg(request, "tag"), _int_arg(request, "step"),
+            _arg(request, "other_run"), _int_arg(request, "other_step"),
+        )
+        return http_util.Respond(request, result, "application/json")
+
+    @wrappers.Request.application
+    def _serve_coverage(self, request):
+        weighting = request.args.get("weighting", "top")
+        if weighting not in metadata.WEIGHTINGS:
+            raise errors.InvalidArgumentError(
+                f"query parameter 'weighting' must be one of {metadata.WEIGHTINGS}, got {weighting!r}"
+            )
+        header, arrays = self._comparisons.coverage(
+            *_context(request), _arg(request, "run"), _arg(request, "tag"), weighting
+        )
+        return _respond_wire(request, header, arrays)
+
+    @wrappers.Request.application
+    def _serve_order(self, request):
+        result = self._comparisons.order(
+            *_context(request), _arg(request, "run"), _arg(request, "tag"), _int_arg(request, "step")
+        )
+        return http_util.Respond(request, result, "application/json")
+
+    @wrappers.Request.application
     def _serve_index_js(self, request):
         return http_util.Respond(request, *self.static_impl("index.js"))
 
@@ -146,10 +204,7 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
           NotFoundError: no such run, tag or step.
           InvalidArgumentError: ``units`` selects none of the step's units.
         """
-        data = self._reader.series(ctx, experiment, run, tag)
-        datum = next((d for d in data if d.step == step), None)
-        if datum is None:
-            raise errors.NotFoundError(f"no step {step} in run {run!r}, tag {tag!r}")
+        datum = self._reader.datum(ctx, experiment, run, tag, step)
         count = self._reader.step(ctx, experiment, run, tag, datum).header["units"]
         start, stop, _ = slice(*(units or (None, None))).indices(count)
         if start >= stop:
@@ -257,6 +312,20 @@ def _range_arg(request, name):
 
 def _format_range(units):
     return ":".join("" if n is None else str(n) for n in units) if units else ":"
+
+
+def _float_arg(request, name, default):
+    """A finite number parameter, ``default`` if absent."""
+    value = request.args.get(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not np.isfinite(number):
+        raise errors.InvalidArgumentError(f"query parameter {name!r} must be a number, got {value!r}")
+    return number
 
 
 def _int_arg(request, name):

@@ -69,6 +69,13 @@ class StepReader:
             raise errors.NotFoundError(f"no {metadata.PLUGIN_NAME} data for run {run!r}, tag {tag!r}")
         return data
 
+    def datum(self, ctx, experiment, run, tag, step):
+        """The datum of ``step`` of ``run``/``tag``; 404 if there is none."""
+        datum = next((d for d in self.series(ctx, experiment, run, tag) if d.step == step), None)
+        if datum is None:
+            raise errors.NotFoundError(f"no step {step} in run {run!r}, tag {tag!r}")
+        return datum
+
     def steps(self, ctx, experiment, run, tag, data):
         """The ``Step`` of each datum, read concurrently where not cached."""
         return _map(lambda datum: self.step(ctx, experiment, run, tag, datum), data)
