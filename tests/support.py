@@ -267,3 +267,23 @@ def write_run(
                 rnn_units.add_unit_features(writer, tag, features, global_step=step)
             logged[step] = features
     return logged
+
+
+def python_loader_client(path):
+    """A werkzeug client of the plugin inside ``TensorBoardWSGI``, over
+    TensorBoard's Python loader reading the logdir ``path`` (every step)."""
+    from tensorboard.backend import application
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from werkzeug import test as werkzeug_test
+
+    from tensorboard_rnn_units import plugin
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"rnn_units": 0})
+    multiplexer.AddRunsFromDirectory(str(path))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(path))
+    context = base_plugin.TBContext(data_provider=provider, logdir=str(path), sampling_hints={})
+    return werkzeug_test.Client(
+        application.TensorBoardWSGI([plugin.RnnUnitsLoader().load(context)], data_provider=provider)
+    )

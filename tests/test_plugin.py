@@ -283,25 +283,13 @@ def test_arrays_of_later_versions_are_carried_by_their_declared_axes(logdir, tmp
     header, shared, chunks = metadata.encode_step(description, arrays)
     with SummaryWriter(tmp_path / "run") as writer:
         writer._get_file_writer().add_summary(summary._summary("t", header, [shared, *chunks], None), 0)
-    client = python_loader_client(tmp_path)
+    client = support.python_loader_client(tmp_path)
     response = client.get(ROUTES + "/features?run=run&tag=t&step=0&units=2:5")
     assert response.status_code == 200, response.get_data(as_text=True)
     _, served, axes = support.unpack_wire(response.get_data(), with_axes=True)
     assert axes["later/sample"] == ["sample", "unit"]
     np.testing.assert_array_equal(served["later/sample"], sample[:, 2:5])
     np.testing.assert_array_equal(served["top/average"], support.logged_arrays(features)["top/average"][2:5])
-
-
-def python_loader_client(path):
-    """A werkzeug client of the plugin over TensorBoard's Python loader reading ``path``."""
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"rnn_units": 0})
-    multiplexer.AddRunsFromDirectory(str(path))
-    multiplexer.Reload()
-    provider = data_provider.MultiplexerDataProvider(multiplexer, str(path))
-    context = base_plugin.TBContext(data_provider=provider, logdir=str(path), sampling_hints={})
-    return werkzeug_test.Client(
-        application.TensorBoardWSGI([plugin.RnnUnitsLoader().load(context)], data_provider=provider)
-    )
 
 
 def test_a_broken_latest_step_does_not_hide_its_tag(logdir, tmp_path):
@@ -311,7 +299,7 @@ def test_a_broken_latest_step_does_not_hide_its_tag(logdir, tmp_path):
     with SummaryWriter(tmp_path / "run") as writer:
         rnn_units.add_unit_features(writer, "t", features, global_step=0)
         writer._get_file_writer().add_summary(broken, 1)
-    client = python_loader_client(tmp_path)
+    client = support.python_loader_client(tmp_path)
     assert client.get(ROUTES + "/tags").json["run"]["t"]["units"] == 6  # step 0's layout
     response = client.get(ROUTES + "/features?run=run&tag=t&step=1")
     assert response.status_code == 404 and "step 1 of run 'run', tag 't' is unreadable" in response.get_data(as_text=True)
@@ -331,7 +319,7 @@ def test_a_missing_data_file_is_a_404_that_says_so(logdir, loaded, tmp_path):
     support.write_run(tmp_path, "run", [0, 1], units=3)
     [victim] = [p for p in (run / "plugins" / "rnn_units").iterdir() if p.name.startswith("000000000001-")]
     victim.unlink()
-    client = python_loader_client(tmp_path)
+    client = support.python_loader_client(tmp_path)
     assert client.get(ROUTES + f"/features?run=run&tag={support.TAG}&step=0").status_code == 200
     response = client.get(ROUTES + f"/features?run=run&tag={support.TAG}&step=1")
     assert response.status_code == 404
