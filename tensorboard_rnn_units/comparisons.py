@@ -66,12 +66,13 @@ class Comparisons:
         Steps without an activation sample, or with another unit count than
         the latest, are left out and listed in ``skipped_steps``.
         """
-        data, samples, skipped = self._samples(ctx, experiment, run, tag)
+        data, units, skipped = self._sampled_steps(ctx, experiment, run, tag)
+        sample = lambda datum: self._sample(ctx, experiment, run, tag, datum)
         changes = [
-            self._memo(("change", experiment, run, tag, _id(a), _id(b)), lambda a=a, b=b, sa=sa, sb=sb: analysis.change(sa, sb))
-            for (a, sa), (b, sb) in zip(zip(data, samples), zip(data[1:], samples[1:]))
+            self._memo(("change", experiment, run, tag, _id(a), _id(b)),
+                       lambda a=a, b=b: analysis.change(sample(a), sample(b)))
+            for a, b in zip(data, data[1:])
         ]
-        units = len(samples[-1])
         matrix = np.asarray(changes, np.float32).reshape(len(changes), units)
         settled = analysis.settled(matrix, threshold)
         header = {
@@ -86,10 +87,11 @@ class Comparisons:
     def similarity(self, ctx, experiment, run, tag):
         """``(header, arrays)``: linear CKA between every pair of (at most
         ``MAX_SIMILARITY_STEPS``, evenly spaced) logged steps."""
-        data, samples, skipped = self._samples(ctx, experiment, run, tag)
+        data, _, skipped = self._sampled_steps(ctx, experiment, run, tag)
         keep = np.unique(np.linspace(0, len(data) - 1, min(len(data), MAX_SIMILARITY_STEPS)).round().astype(int))
         grams = [
-            self._memo(("gram", experiment, run, tag, _id(data[i])), lambda i=i: analysis.gram(samples[i]).astype(np.float32))
+            self._memo(("gram", experiment, run, tag, _id(data[i])),
+                       lambda i=i: analysis.gram(self._sample(ctx, experiment, run, tag, data[i])).astype(np.float32))
             for i in keep
         ]
         header = {"steps": [data[i].step for i in keep], "skipped_steps": skipped, "of_steps": len(data)}
@@ -158,20 +160,20 @@ class Comparisons:
 
     # Reading.
 
-    def _samples(self, ctx, experiment, run, tag):
-        """The steps of a tag that have the activation sample and the latest
-        such step's unit count, their samples, and the steps left out."""
+    def _sampled_steps(self, ctx, experiment, run, tag):
+        """``(steps, units, skipped)``: the data of the steps of a tag whose
+        header lists an activation sample, with the latest such step's unit
+        count, and the step numbers left out. Reads headers only."""
         data = self._reader.series(ctx, experiment, run, tag)
-        rows = [self._rows(ctx, experiment, run, tag, d, SAMPLE) for d in data]
-        units = next((len(r) for r in reversed(rows) if r is not None), None)
+        headers = [step.header for step in self._reader.steps(ctx, experiment, run, tag, data)]
+        units = next((h["units"] for h in reversed(headers) if _has(h, SAMPLE)), None)
         if units is None:
             raise errors.NotFoundError(
                 f"run {run!r}, tag {tag!r} has no step with an activation sample (logged by an older "
                 "tensorboard_rnn_units); log new steps to compare them"
             )
-        kept = [(d, r) for d, r in zip(data, rows) if r is not None and len(r) == units]
-        skipped = [d.step for d, r in zip(data, rows) if r is None or len(r) != units]
-        return [d for d, _ in kept], [r for _, r in kept], skipped
+        kept = [_has(h, SAMPLE) and h["units"] == units for h in headers]
+        return ([d for d, k in zip(data, kept) if k], units, [d.step for d, k in zip(data, kept) if not k])
 
     def _sample(self, ctx, experiment, run, tag, datum):
         rows = self._rows(ctx, experiment, run, tag, datum, SAMPLE)
@@ -190,9 +192,9 @@ class Comparisons:
 
         def read():
             step = self._reader.step(ctx, experiment, run, tag, datum)
-            if not any(spec["name"] == name for spec in step.header["arrays"]):
+            if not _has(step.header, name):
                 return None
-            _, arrays = self._reader.read(ctx, experiment, run, tag, datum, 0, step.header["units"])
+            _, arrays = self._reader.read(ctx, experiment, run, tag, datum, 0, step.header["units"], {name})
             array, axes = arrays[name]
             if metadata.UNIT not in axes:
                 return None
@@ -235,6 +237,11 @@ class _BytesCache:
             while self._bytes > self._budget and len(self._items) > 1:
                 _, old = self._items.popitem(last=False)
                 self._bytes -= getattr(old, "nbytes", 0)
+
+
+def _has(header, name):
+    """Whether a step's header lists the array ``name``."""
+    return any(spec["name"] == name for spec in header["arrays"])
 
 
 def _id(datum):

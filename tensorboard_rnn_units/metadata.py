@@ -214,9 +214,9 @@ class StepLayout:
             for s, offset in zip(self.shared, self.shared_offsets)
         }
 
-    def decode_units(self, data, start, stop):
-        """``{name: (array, axes)}`` of the per-unit arrays of units
-        ``start..stop-1``, from exactly their records' bytes (copies)."""
+    def decode_units(self, data, start, stop, names=None):
+        """``{name: (array, axes)}`` of the per-unit arrays (those in ``names``
+        if given) of units ``start..stop-1``, from exactly their records' bytes (copies)."""
         expected = (stop - start) * self.record.itemsize
         if len(data) != expected:
             raise ValueError(f"records of units {start}:{stop} have {len(data)} bytes, expected {expected}")
@@ -224,6 +224,7 @@ class StepLayout:
         return {
             s["name"]: (np.ascontiguousarray(np.moveaxis(records[s["name"]], 0, s["axes"].index(UNIT))), s["axes"])
             for s in self.per_unit
+            if names is None or s["name"] in names
         }
 
 

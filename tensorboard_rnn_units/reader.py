@@ -108,9 +108,10 @@ class StepReader:
                 logger.warning("%s", e)
         return None
 
-    def read(self, ctx, experiment, run, tag, datum, start, stop):
+    def read(self, ctx, experiment, run, tag, datum, start, stop, names=None):
         """``(header, {name: (array, axes)})`` of a step with its per-unit
-        arrays cut to units ``start..stop-1`` (``0 <= start < stop <= units``)."""
+        arrays cut to units ``start..stop-1`` (``0 <= start < stop <= units``);
+        only the per-unit arrays in ``names`` when given (shared ones always)."""
         step = self.step(ctx, experiment, run, tag, datum)
         with _readable(run, tag, datum):
             if step.layout is None:
@@ -118,18 +119,19 @@ class StepReader:
                 arrays = {
                     name: (array[start:stop] if axes[0] == metadata.UNIT else array, axes)
                     for name, (array, axes) in metadata.decode_v1_step(step.header, blobs).items()
+                    if names is None or name in names or axes[0] != metadata.UNIT
                 }
             elif step.header["file"] is None:
-                arrays = self._read_inline(ctx, datum, step.layout, start, stop)
+                arrays = self._read_inline(ctx, datum, step.layout, start, stop, names)
             else:
-                arrays = self._read_file(run, tag, datum, step, start, stop)
+                arrays = self._read_file(run, tag, datum, step, start, stop, names)
         return step.header, arrays
 
     def read_many(self, ctx, experiment, run, tag, data, start, stop):
         """``read`` of each datum, concurrently, in order."""
         return _map(lambda datum: self.read(ctx, experiment, run, tag, datum, start, stop), data)
 
-    def _read_inline(self, ctx, datum, layout, start, stop):
+    def _read_inline(self, ctx, datum, layout, start, stop, names):
         if len(datum.values) != 2 + layout.num_chunks:
             raise ValueError(f"{len(datum.values)} blobs, expected {2 + layout.num_chunks}")
         read = lambda i: self._provider.read_blob(ctx, blob_key=datum.values[i].blob_key)
@@ -137,9 +139,9 @@ class StepReader:
         records = b"".join(read(2 + k) for k in chunks)
         first = (start - chunks.start * layout.chunk_units) * layout.record.itemsize
         records = records[first : first + (stop - start) * layout.record.itemsize]
-        return {**layout.decode_shared(read(1)), **layout.decode_units(records, start, stop)}
+        return {**layout.decode_shared(read(1)), **layout.decode_units(records, start, stop, names)}
 
-    def _read_file(self, run, tag, datum, step, start, stop):
+    def _read_file(self, run, tag, datum, step, start, stop, names):
         if not self._logdir:
             raise errors.NotFoundError(
                 f"step {datum.step} of run {run!r}, tag {tag!r} keeps its data in the run's folder, "
@@ -154,7 +156,7 @@ class StepReader:
                 f"step {datum.step} of run {run!r}, tag {tag!r}: its data file {path} is missing or "
                 "unreadable (copy a run's plugins/rnn_units/ folder along with its event files)"
             ) from None
-        return {**layout.decode_shared(shared), **layout.decode_units(records, start, stop)}
+        return {**layout.decode_shared(shared), **layout.decode_units(records, start, stop, names)}
 
     def _data(self, ctx, experiment, listing):
         """Step data of every readable tag in ``listing``, reading only those that changed."""
