@@ -26,7 +26,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed chromium
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-# The inner loop: no browser, no real TensorBoard, no pip (about 30 s).
+# The inner loop: no browser, no real TensorBoard, no pip, no command subprocesses (about 30 s).
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 

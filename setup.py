@@ -20,6 +20,7 @@ setup(
         "protobuf>=3.20",
         "werkzeug>=2.0",
         "scipy>=1.7",
+        "tqdm>=4.0",
     ],
     extras_require={
         "demo": ["scikit-learn>=1.0", "tqdm>=4.0"],

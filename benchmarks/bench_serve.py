@@ -9,7 +9,8 @@ loader and measures, once every step is loaded:
 - resident memory of TensorBoard and its data server together (target < 2 GB);
 - ``/unit`` (one unit over every step, cold cache and warm; target < 1 s at
   500 steps) and ``/features`` of 256 units (target < 100 ms), with all
-  steps served and with 500 of them (``--samples_per_plugin``).
+  steps served and with 500 of them (``--samples_per_plugin``);
+- ``/drift`` and ``/similarity`` (every step's activation sample; target < 1 s).
 
 Each line prints the measurement beside its target and their ratio. The
 defaults write about 10 GB to ``--logdir`` (a temporary folder, removed
@@ -118,7 +119,12 @@ def serve(logdir, load_fast, units, steps):
             ],
         }
         timed(route("/features", run="run", tag=TAG, step=served[-1]))  # one whole step too
-        for label, target in (("/unit cold", 1.0), ("/unit warm", 1.0), ("/features 256 units", 0.1)):
+        for path in ("/drift", "/similarity"):  # every step's activation sample, then cached results
+            timings[f"{path} cold"] = [timed(route(path, run="run", tag=TAG))]
+            timings[f"{path} warm"] = [timed(route(path, run="run", tag=TAG)) for _ in range(3)]
+        targets = [("/unit cold", 1.0), ("/unit warm", 1.0), ("/features 256 units", 0.1),
+                   ("/drift cold", 1.0), ("/drift warm", 1.0), ("/similarity cold", 1.0), ("/similarity warm", 1.0)]
+        for label, target in targets:
             seconds = statistics.median(timings[label])
             print(f"[{name}] {label}: {seconds * 1e3:.0f} ms (median of {len(timings[label])}); "
                   f"target {target * 1e3:.0f} ms; ratio {seconds / target:.2f}x")
