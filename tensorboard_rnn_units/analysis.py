@@ -83,8 +83,11 @@ def linear_cka(a, b):
 
 
 def cka_matrix(grams):
-    """``(n, n)`` linear CKA between every pair of ``gram``s."""
-    flat = np.stack([g.ravel() for g in grams])
+    """``(n, n)`` linear CKA between every pair of ``gram``s (renormalised,
+    so grams stored at low precision still give exactly 1 with themselves)."""
+    flat = np.stack([np.ravel(g) for g in grams]).astype(np.float64)
+    norms = np.linalg.norm(flat, axis=1, keepdims=True)
+    flat = np.divide(flat, norms, out=np.zeros_like(flat), where=norms > 0)
     return np.clip(flat @ flat.T, 0.0, 1.0)
 
 
@@ -92,6 +95,12 @@ def dominant_class(class_weight):
     """``(H,)`` each unit's class of largest mean weight, -1 for a unit with no weight at all."""
     class_weight = np.asarray(class_weight)
     return np.where(class_weight.max(axis=1) > 0, class_weight.argmax(axis=1), -1)
+
+
+def units_per_class(class_weight):
+    """``(C,)`` how many units have each class as their ``dominant_class``."""
+    classes = dominant_class(class_weight)
+    return np.bincount(classes[classes >= 0], minlength=np.shape(class_weight)[1])
 
 
 def settled(changes, threshold):

@@ -67,10 +67,9 @@ class Comparisons:
         the latest, are left out and listed in ``skipped_steps``.
         """
         data, units, skipped = self._sampled_steps(ctx, experiment, run, tag)
-        sample = lambda datum: self._sample(ctx, experiment, run, tag, datum)
         changes = [
             self._memo(("change", experiment, run, tag, _id(a), _id(b)),
-                       lambda a=a, b=b: analysis.change(sample(a), sample(b)))
+                       lambda a=a, b=b: self._change(ctx, experiment, run, tag, a, b))
             for a, b in zip(data, data[1:])
         ]
         matrix = np.asarray(changes, np.float32).reshape(len(changes), units)
@@ -90,8 +89,7 @@ class Comparisons:
         data, _, skipped = self._sampled_steps(ctx, experiment, run, tag)
         keep = np.unique(np.linspace(0, len(data) - 1, min(len(data), MAX_SIMILARITY_STEPS)).round().astype(int))
         grams = [
-            self._memo(("gram", experiment, run, tag, _id(data[i])),
-                       lambda i=i: analysis.gram(self._sample(ctx, experiment, run, tag, data[i])).astype(np.float32))
+            self._memo(("gram", experiment, run, tag, _id(data[i])), lambda i=i: self._gram(ctx, experiment, run, tag, data[i]))
             for i in keep
         ]
         header = {"steps": [data[i].step for i in keep], "skipped_steps": skipped, "of_steps": len(data)}
@@ -133,17 +131,14 @@ class Comparisons:
         """``(header, arrays)``: how many units prefer each class (largest
         mean weight under ``weighting``) at each logged step that has labels."""
         data = self._reader.series(ctx, experiment, run, tag)
-        name = f"{weighting}/class_weight"
-        rows = [(d, self._rows(ctx, experiment, run, tag, d, name)) for d in data]
+        rows = [(d, self._units_per_class(ctx, experiment, run, tag, d, weighting)) for d in data]
         rows = [(d, r) for d, r in rows if r is not None]
         if not rows:
             raise errors.NotFoundError(
                 f"run {run!r}, tag {tag!r} has no {weighting} class weights: log a Probe with labels"
             )
-        classes = max(r.shape[1] for _, r in rows)
-        counts = np.stack([
-            np.bincount(c[c >= 0], minlength=classes) for c in (analysis.dominant_class(r) for _, r in rows)
-        ]).astype(np.float32)
+        classes = max(len(r) for _, r in rows)
+        counts = np.stack([np.pad(r, (0, classes - len(r))) for _, r in rows]).astype(np.float32)
         names = self._reader.step(ctx, experiment, run, tag, rows[-1][0]).header["class_names"]
         header = {"steps": [d.step for d, _ in rows], "class_names": names, "weighting": weighting}
         return header, {"units_per_class": (counts, ["step", "class"])}
@@ -183,6 +178,32 @@ class Comparisons:
                 "(logged by an older tensorboard_rnn_units)"
             )
         return rows
+
+    def _change(self, ctx, experiment, run, tag, a, b):
+        """Each unit's change from step ``a`` to ``b``: as the writer logged it
+        with ``b`` when ``a`` was the step before, else from both samples."""
+        header = self._reader.step(ctx, experiment, run, tag, b).header
+        if header.get("previous_step") == a.step:
+            logged = self._rows(ctx, experiment, run, tag, b, "activation_change")
+            if logged is not None:
+                return logged[:, 0]
+        return analysis.change(self._sample(ctx, experiment, run, tag, a), self._sample(ctx, experiment, run, tag, b))
+
+    def _gram(self, ctx, experiment, run, tag, datum):
+        """The step's ``sample_gram``, as logged or from its sample (float32)."""
+        if _has(self._reader.step(ctx, experiment, run, tag, datum).header, "sample_gram"):
+            _, arrays = self._reader.read(ctx, experiment, run, tag, datum, 0, 1, {"sample_gram"})
+            return arrays["sample_gram"][0].astype(np.float32)
+        return analysis.gram(self._sample(ctx, experiment, run, tag, datum)).astype(np.float32)
+
+    def _units_per_class(self, ctx, experiment, run, tag, datum, weighting):
+        """``(C,)`` units preferring each class at a step, as logged or from its class weights; ``None`` without."""
+        name = f"{weighting}/units_per_class"
+        if _has(self._reader.step(ctx, experiment, run, tag, datum).header, name):
+            _, arrays = self._reader.read(ctx, experiment, run, tag, datum, 0, 1, {name})
+            return arrays[name][0]
+        class_weight = self._rows(ctx, experiment, run, tag, datum, f"{weighting}/class_weight")
+        return None if class_weight is None else analysis.units_per_class(class_weight)
 
     def _units(self, ctx, experiment, run, tag, datum):
         return self._reader.step(ctx, experiment, run, tag, datum).header["units"]

@@ -11,18 +11,21 @@ One logged step is a blob sequence whose blob 0 is the step *header*, UTF-8
 JSON: the layout again (so each step describes itself), the step's
 ``weightings`` and ``top_fraction``, and
 
-- ``arrays``: ``[{"name", "dtype", "shape", "axes"}, ...]``; ``axes`` names
-  every dimension (today ``unit``, ``window``, ``rollout``, ``input``,
-  ``end_position``, ``class``, ``sample``). Arrays with a ``"unit"`` axis are *per-unit*,
-  the others *shared*. Readers find the unit axis from ``axes`` and ignore
-  arrays whose names they don't know, so new optional arrays need no new
-  version.
+- ``arrays``: ``[{"name", "dtype", "shape", "axes"[, "chunked"]}, ...]``;
+  ``axes`` names every dimension (today ``unit``, ``window``, ``rollout``,
+  ``input``, ``end_position``, ``class``, ``sample``, ``other_sample``).
+  Arrays with a ``"unit"`` axis are *per-unit* and live in the unit records,
+  unless ``"chunked": false`` keeps them *whole*, like the arrays without a
+  unit axis: what analyses read for every unit at once (the activation
+  sample) is then one read, and a unit's detail never reads it. Readers
+  find the unit axis from ``axes`` and ignore arrays whose names they don't
+  know, so new optional arrays need no new version.
 - ``chunk_units``: ``C``, how many units one chunk holds.
 - ``file``: ``null`` when the data is inline, else the name of the step's
   data file in the run's ``plugins/rnn_units/`` folder.
 
 The data is the *shared part* followed by one fixed-size *record* per unit.
-The shared part holds the shared arrays back to back in ``arrays`` order,
+The shared part holds the whole arrays back to back in ``arrays`` order,
 each at a multiple of 8 bytes, padded to a multiple of 8. A unit's record
 holds its slice of every per-unit array (the array without its unit axis)
 in ``arrays`` order, each aligned to its item size, padded to a multiple of
@@ -47,8 +50,15 @@ name                            axes                         meaning
 ``mean_rollout``                rollout, input               plain mean of all rollouts (R > 0)
 ``signal_mean``                 unit                         mean signal over windows
 ``signal_max``                  unit                         max signal over windows
-``activation_sample``           unit, sample                 signal on the probe's activation
-                                                             sample (optional: not in older logs)
+``activation_sample``           unit, sample (whole)         signal on the probe's activation
+                                                             sample (optional, as the next three)
+``activation_change``           unit (whole)                 1 - correlation of each unit's
+                                                             activation sample with the
+                                                             header's ``previous_step``'s
+``sample_gram``                 sample, other_sample         centred Gram matrix of the
+                                                             activation sample, unit norm (CKA)
+``{w}/units_per_class``         class                        units whose largest mean weight is
+                                                             on that class (with labels)
 ``class_counts``                class                        windows per class (with labels)
 ``{w}/average``                 unit, window, input          weighted-average window
 ``{w}/rollout``                 unit, rollout, input         weighted-average rollout (R > 0)
@@ -92,6 +102,9 @@ LAYOUT_KEYS = SIZE_KEYS + (
 PLUGIN_DIR = ("plugins", PLUGIN_NAME)
 
 UNIT = "unit"
+
+# What only the comparisons read: a step's pictures (/features, /unit) leave them out.
+ANALYSIS_ARRAYS = ("activation_sample", "activation_change", "sample_gram")
 
 # Inline chunks hold about this many bytes: one unit's detail reads one chunk a step.
 CHUNK_BYTES = 64 * 1024
@@ -147,8 +160,10 @@ def encode_step(description, arrays, chunk_bytes=CHUNK_BYTES):
 
     Args:
       description: the step's layout, ``weightings`` and ``top_fraction``.
-      arrays: ordered mapping of name to ``(numpy array, axes)``, dtypes in
-        ``DTYPES``; per-unit arrays have ``units`` along their unit axis.
+      arrays: ordered mapping of name to ``(numpy array, axes)`` or
+        ``(numpy array, axes, chunked)``, dtypes in ``DTYPES``; per-unit
+        arrays have ``units`` along their unit axis; ``chunked`` False keeps
+        a per-unit array whole.
 
     Returns:
       ``(header, shared, chunks)``: the header dict (``file`` None), the
@@ -158,16 +173,18 @@ def encode_step(description, arrays, chunk_bytes=CHUNK_BYTES):
       ValueError: an array with another dtype, wrong axes or unit count.
     """
     specs, values = [], {}
-    for name, (array, axes) in arrays.items():
+    for name, (array, axes, *chunked) in arrays.items():
         array = np.asarray(array)
         spec = {"name": name, "dtype": array.dtype.name, "shape": list(array.shape), "axes": list(axes)}
+        if chunked == [False]:
+            spec["chunked"] = False
         _check_spec(spec, description["units"], f"array {name!r}")
         specs.append(spec)
         values[name] = array
     header = dict(description, version=VERSION, arrays=specs, file=None, chunk_units=1)
     layout = StepLayout(header)
     header["chunk_units"] = layout.chunk_units = max(1, chunk_bytes // layout.record.itemsize)
-    shared, _ = pack_arrays({s["name"]: values[s["name"]] for s in layout.shared}, pad_end=True)
+    shared, _ = pack_arrays({name: values[name] for name in layout.whole}, pad_end=True)
     records = np.zeros(layout.units, dtype=layout.record)
     for spec in layout.per_unit:
         records[spec["name"]] = np.moveaxis(values[spec["name"]], spec["axes"].index(UNIT), 0)
@@ -181,11 +198,14 @@ class StepLayout:
     def __init__(self, header):
         self.units = header["units"]
         self.chunk_units = header["chunk_units"]
-        self.shared = [s for s in header["arrays"] if UNIT not in s["axes"]]
-        self.per_unit = [s for s in header["arrays"] if UNIT in s["axes"]]
-        nbytes = [_nbytes(s["dtype"], s["shape"]) for s in self.shared]
-        self.shared_offsets = _aligned_offsets(nbytes, [8] * len(nbytes))
-        self.shared_nbytes = _round_up(self.shared_offsets[-1] + nbytes[-1], 8) if nbytes else 0
+        in_records = lambda s: UNIT in s["axes"] and s.get("chunked", True)
+        self.per_unit = [s for s in header["arrays"] if in_records(s)]
+        shared = [s for s in header["arrays"] if not in_records(s)]
+        nbytes = [_nbytes(s["dtype"], s["shape"]) for s in shared]
+        offsets = _aligned_offsets(nbytes, [8] * len(nbytes))
+        # name -> (spec, offset in the shared part, nbytes)
+        self.whole = {s["name"]: (s, o, n) for s, o, n in zip(shared, offsets, nbytes)}
+        self.shared_nbytes = _round_up(offsets[-1] + nbytes[-1], 8) if nbytes else 0
         self.record = _record_dtype(self.per_unit)
 
     @property
@@ -205,14 +225,23 @@ class StepLayout:
         size = self.record.itemsize
         return self.shared_nbytes + start * size, (stop - start) * size
 
+    def whole_range(self, name):
+        """``(offset, nbytes)`` of whole array ``name`` in the shared part (and so in a data file)."""
+        _, offset, nbytes = self.whole[name]
+        return offset, nbytes
+
+    def decode_whole(self, name, data):
+        """``(array, axes)`` of whole array ``name`` from exactly its bytes."""
+        spec, _, nbytes = self.whole[name]
+        if len(data) != nbytes:
+            raise ValueError(f"array {name!r} has {len(data)} bytes, expected {nbytes}")
+        return _view(data, spec["dtype"], spec["shape"], 0), spec["axes"]
+
     def decode_shared(self, data):
-        """``{name: (array, axes)}`` of the shared arrays from the shared part's bytes."""
+        """``{name: (array, axes)}`` of every whole array, from the shared part's bytes."""
         if len(data) < self.shared_nbytes:
             raise ValueError(f"shared part has {len(data)} bytes, expected {self.shared_nbytes}")
-        return {
-            s["name"]: (_view(data, s["dtype"], s["shape"], offset), s["axes"])
-            for s, offset in zip(self.shared, self.shared_offsets)
-        }
+        return {name: self.decode_whole(name, data[o : o + n]) for name, (_, o, n) in self.whole.items()}
 
     def decode_units(self, data, start, stop, names=None):
         """``{name: (array, axes)}`` of the per-unit arrays (those in ``names``
@@ -405,6 +434,8 @@ def _check_spec(spec, units, what):
         and len(set(spec["axes"])) == len(spec["axes"])
     ):
         raise ValueError(f"{what}: malformed array spec {spec!r}")
+    if spec.get("chunked", True) is not True and spec.get("chunked") is not False:
+        raise ValueError(f"{what}: array {spec['name']!r}: 'chunked' must be true or false, got {spec['chunked']!r}")
     if UNIT in spec["axes"] and spec["shape"][spec["axes"].index(UNIT)] != units:
         raise ValueError(
             f"{what}: array {spec['name']!r} has shape {spec['shape']} with axes {spec['axes']}, "

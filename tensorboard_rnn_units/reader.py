@@ -109,39 +109,52 @@ class StepReader:
         return None
 
     def read(self, ctx, experiment, run, tag, datum, start, stop, names=None):
-        """``(header, {name: (array, axes)})`` of a step with its per-unit
-        arrays cut to units ``start..stop-1`` (``0 <= start < stop <= units``);
-        only the per-unit arrays in ``names`` when given (shared ones always)."""
+        """``(header, {name: (array, axes)})`` of a step, its per-unit arrays cut
+        to units ``start..stop-1`` (``0 <= start < stop <= units``).
+
+        Reads only what is asked for: the arrays in ``names``, or by default
+        every array but ``metadata.ANALYSIS_ARRAYS`` (what the pictures need).
+        """
         step = self.step(ctx, experiment, run, tag, datum)
+        wanted = (lambda n: n not in metadata.ANALYSIS_ARRAYS) if names is None else (lambda n: n in names)
         with _readable(run, tag, datum):
             if step.layout is None:
                 blobs = [self._provider.read_blob(ctx, blob_key=b.blob_key) for b in datum.values]
-                arrays = {
-                    name: (array[start:stop] if axes[0] == metadata.UNIT else array, axes)
-                    for name, (array, axes) in metadata.decode_v1_step(step.header, blobs).items()
-                    if names is None or name in names or axes[0] != metadata.UNIT
-                }
-            elif step.header["file"] is None:
-                arrays = self._read_inline(ctx, datum, step.layout, start, stop, names)
+                arrays = metadata.decode_v1_step(step.header, blobs)
             else:
-                arrays = self._read_file(run, tag, datum, step, start, stop, names)
-        return step.header, arrays
+                layout = step.layout
+                whole = [n for n in layout.whole if wanted(n)]
+                records = any(wanted(s["name"]) for s in layout.per_unit)
+                if step.header["file"] is None:
+                    arrays = self._read_inline(ctx, datum, layout, start, stop, whole, records, names)
+                else:
+                    arrays = self._read_file(run, tag, datum, step, start, stop, whole, records, names)
+        return step.header, {
+            name: (_cut(array, axes, start, stop), axes) for name, (array, axes) in arrays.items()
+            if wanted(name)
+        }
 
     def read_many(self, ctx, experiment, run, tag, data, start, stop):
         """``read`` of each datum, concurrently, in order."""
         return _map(lambda datum: self.read(ctx, experiment, run, tag, datum, start, stop), data)
 
-    def _read_inline(self, ctx, datum, layout, start, stop, names):
+    def _read_inline(self, ctx, datum, layout, start, stop, whole, records, names):
         if len(datum.values) != 2 + layout.num_chunks:
             raise ValueError(f"{len(datum.values)} blobs, expected {2 + layout.num_chunks}")
         read = lambda i: self._provider.read_blob(ctx, blob_key=datum.values[i].blob_key)
-        chunks = layout.chunks(start, stop)
-        records = b"".join(read(2 + k) for k in chunks)
-        first = (start - chunks.start * layout.chunk_units) * layout.record.itemsize
-        records = records[first : first + (stop - start) * layout.record.itemsize]
-        return {**layout.decode_shared(read(1)), **layout.decode_units(records, start, stop, names)}
+        arrays = {}
+        if whole:
+            shared = read(1)
+            arrays.update((n, layout.decode_whole(n, shared[o : o + k]))
+                          for n, (o, k) in ((n, layout.whole_range(n)) for n in whole))
+        if records:
+            chunks = layout.chunks(start, stop)
+            data = b"".join(read(2 + k) for k in chunks)
+            first = (start - chunks.start * layout.chunk_units) * layout.record.itemsize
+            arrays.update(layout.decode_units(data[first : first + (stop - start) * layout.record.itemsize], start, stop, names))
+        return arrays
 
-    def _read_file(self, run, tag, datum, step, start, stop, names):
+    def _read_file(self, run, tag, datum, step, start, stop, whole, records, names):
         if not self._logdir:
             raise errors.NotFoundError(
                 f"step {datum.step} of run {run!r}, tag {tag!r} keeps its data in the run's folder, "
@@ -149,14 +162,18 @@ class StepReader:
             )
         path = os.path.join(self._logdir, run, *metadata.PLUGIN_DIR, step.header["file"])
         layout = step.layout
+        ranges = [layout.whole_range(n) for n in whole] + ([layout.record_range(start, stop)] if records else [])
         try:
-            shared, records = _read_ranges(path, [(0, layout.shared_nbytes), layout.record_range(start, stop)])
+            parts = _read_ranges(path, ranges)
         except (OSError, tf.errors.NotFoundError):
             raise errors.NotFoundError(
                 f"step {datum.step} of run {run!r}, tag {tag!r}: its data file {path} is missing or "
                 "unreadable (copy a run's plugins/rnn_units/ folder along with its event files)"
             ) from None
-        return {**layout.decode_shared(shared), **layout.decode_units(records, start, stop, names)}
+        arrays = {n: layout.decode_whole(n, part) for n, part in zip(whole, parts)}
+        if records:
+            arrays.update(layout.decode_units(parts[-1], start, stop, names))
+        return arrays
 
     def _data(self, ctx, experiment, listing):
         """Step data of every readable tag in ``listing``, reading only those that changed."""
@@ -250,6 +267,16 @@ def _readable(run, tag, datum):
         raise errors.NotFoundError(
             f"step {datum.step} of run {run!r}, tag {tag!r} is unreadable: {e}"
         ) from None
+
+
+def _cut(array, axes, start, stop):
+    """``array`` with its unit axis, if any, cut to ``start..stop-1`` (a no-op on records already cut)."""
+    if metadata.UNIT not in axes:
+        return array
+    axis = axes.index(metadata.UNIT)
+    if array.shape[axis] == stop - start:
+        return array
+    return np.take(array, range(start, stop), axis=axis)
 
 
 def take_unit(arrays, index):

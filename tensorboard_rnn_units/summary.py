@@ -12,18 +12,20 @@ import os
 import secrets
 import warnings
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 
 from tensorboard.compat import tf
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
+from tensorboard_rnn_units import analysis
 from tensorboard_rnn_units import metadata
 from tensorboard_rnn_units.features import UnitFeatures, compute_unit_features
 from tensorboard_rnn_units.validation import check_int
 
-# Per writer: {tag: (last step, layout)}, to catch steps that go backwards
-# and layouts that change under a tag.
+# Per writer: {tag: _Logged}, to catch steps that go backwards and layouts
+# that change under a tag, and to log each unit's change since the last step.
 _logged = weakref.WeakKeyDictionary()
 
 
@@ -54,7 +56,9 @@ def step_arrays(features):
         arrays["mean_rollout"] = (f16(features.mean_rollout), ["rollout", "input"])
     arrays["signal_mean"] = (f32(features.signal_mean), ["unit"])
     arrays["signal_max"] = (f32(features.signal_max), ["unit"])
-    arrays["activation_sample"] = (f16(features.activation_sample), ["unit", "sample"])
+    sample = f16(features.activation_sample)
+    arrays["activation_sample"] = (sample, ["unit", "sample"], False)
+    arrays["sample_gram"] = (analysis.gram(sample).astype(np.float16), ["sample", "other_sample"])
     if features.class_counts is not None:
         arrays["class_counts"] = (f32(features.class_counts), ["class"])
     for name, w in features.weighted.items():
@@ -66,6 +70,7 @@ def step_arrays(features):
         arrays[f"{name}/position_share"] = (f32(w.position_share), ["unit", "end_position"])
         if w.class_weight is not None:
             arrays[f"{name}/class_weight"] = (f32(w.class_weight), ["unit", "class"])
+            arrays[f"{name}/units_per_class"] = (analysis.units_per_class(w.class_weight.numpy()).astype(np.float32), ["class"])
         arrays[f"{name}/dead"] = (w.dead.numpy().astype(np.uint8), ["unit"])
     return arrays
 
@@ -81,6 +86,7 @@ def rnn_units_pb(tag, features, *, description=None):
       features: ``UnitFeatures`` from ``compute_unit_features``.
       description: optional Markdown shown with the tag.
     """
+    _check(tag, features)
     header, shared, chunks = _encode(tag, features)
     return _summary(tag, header, [shared, *chunks], description)
 
@@ -111,8 +117,9 @@ def add_unit_features(writer, tag, features, *, global_step, walltime=None):
 def _write(writer, file_writer, tag, features, global_step, walltime):
     """``add_unit_features``'s work; both public calls reach it at the same stack depth."""
     global_step = check_int("global_step", global_step, 0)
-    header, shared, chunks = _encode(tag, features)
-    _check_logged(writer, tag, global_step, header)
+    _check(tag, features)
+    previous = _previous(writer, tag, global_step, layout(features))
+    header, shared, chunks = _encode(tag, features, previous)
     header["file"] = f"{global_step:012d}-{secrets.token_hex(6)}.rnnu"
     folder = os.path.join(file_writer.get_logdir(), *metadata.PLUGIN_DIR)
     tf.io.gfile.makedirs(folder)
@@ -120,6 +127,7 @@ def _write(writer, file_writer, tag, features, global_step, walltime):
     with tf.io.gfile.GFile(os.path.join(folder, header["file"]), "wb") as f:
         f.write(b"".join([shared, *chunks]))
     file_writer.add_summary(_for_writer(file_writer, _summary(tag, header, [], None)), global_step, walltime)
+    _logged.setdefault(writer, {})[tag] = _Logged(global_step, layout(features), features.activation_sample)
 
 
 def add_rnn_units(
@@ -156,13 +164,23 @@ def add_rnn_units(
     return features
 
 
-def _encode(tag, features):
+def _check(tag, features):
     if not isinstance(tag, str) or not tag:
         raise ValueError(f"tag: expected a non-empty string, got {tag!r}")
     if not isinstance(features, UnitFeatures):
         raise TypeError(f"features: expected UnitFeatures from compute_unit_features, got {type(features).__name__}")
+
+
+def _encode(tag, features, previous=None):
+    """``metadata.encode_step`` of ``features``; with the ``_Logged`` step
+    before it, each unit's ``activation_change`` since that step too."""
     description = dict(layout(features), weightings=list(features.weighted), top_fraction=features.top_fraction)
-    return metadata.encode_step(description, step_arrays(features))
+    arrays = step_arrays(features)
+    if previous is not None:
+        change = analysis.change(previous.sample.numpy(), features.activation_sample.numpy())
+        arrays["activation_change"] = (change.astype(np.float32), ["unit"], False)
+        description["previous_step"] = previous.step
+    return metadata.encode_step(description, arrays)
 
 
 def _summary(tag, header, data_blobs, description):
@@ -205,21 +223,34 @@ def _for_writer(file_writer, summary):
     return summary
 
 
-def _check_logged(writer, tag, step, header):
-    """Refuses a layout change under ``tag``; warns (at the user's call) when steps do not increase."""
-    logged = _logged.setdefault(writer, {})
-    if tag in logged:
-        last, earlier = logged[tag]
-        for key in metadata.LAYOUT_KEYS:
-            if header[key] != earlier[key]:
-                raise ValueError(
-                    f"tag {tag!r}: {key} is {header[key]!r}, but this writer logged {earlier[key]!r} "
-                    "under it before; a tag's layout cannot change, so log this model under a new tag"
-                )
-        if step <= last:
-            warnings.warn(
-                f"global_step {step} for tag {tag!r} does not increase "
-                f"(last was {last}); steps must strictly increase per tag",
-                stacklevel=4,  # the user's call of add_unit_features or add_rnn_units, via _write
+class _Logged(NamedTuple):
+    """What a writer logged last under a tag."""
+
+    step: int
+    layout: dict
+    sample: object  # the activation sample (torch tensor), for the next step's change
+
+
+def _previous(writer, tag, step, new_layout):
+    """The ``_Logged`` step before ``step`` under ``tag`` (``None`` if none).
+
+    Refuses a layout change under ``tag``; warns (at the user's call) when
+    steps do not increase.
+    """
+    last = _logged.get(writer, {}).get(tag)
+    if last is None:
+        return None
+    for key in metadata.LAYOUT_KEYS:
+        if new_layout[key] != last.layout[key]:
+            raise ValueError(
+                f"tag {tag!r}: {key} is {new_layout[key]!r}, but this writer logged {last.layout[key]!r} "
+                "under it before; a tag's layout cannot change, so log this model under a new tag"
             )
-    logged[tag] = (step, {key: header[key] for key in metadata.LAYOUT_KEYS})
+    if step <= last.step:
+        warnings.warn(
+            f"global_step {step} for tag {tag!r} does not increase "
+            f"(last was {last.step}); steps must strictly increase per tag",
+            stacklevel=4,  # the user's call of add_unit_features or add_rnn_units, via _write
+        )
+        return None
+    return last

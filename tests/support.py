@@ -166,9 +166,10 @@ def decode_logged_step(blobs, run_dir=None):
         assert len(blobs) == 1, "a step with a data file has only its header in the event"
         with open(os.path.join(run_dir, "plugins", "rnn_units", header["file"]), "rb") as f:
             data = f.read()
+    in_records = lambda spec: "unit" in spec["axes"] and spec.get("chunked", True)
     arrays, offset = {}, 0
-    for spec in header["arrays"]:  # the shared part: every array without a unit axis
-        if "unit" not in spec["axes"]:
+    for spec in header["arrays"]:  # the shared part: every array not in the unit records
+        if not in_records(spec):
             offset += -offset % 8
             count = int(np.prod(spec["shape"]))
             arrays[spec["name"]] = np.frombuffer(data, "<" + np.dtype(spec["dtype"]).str[1:], count, offset).reshape(spec["shape"])
@@ -176,7 +177,7 @@ def decode_logged_step(blobs, run_dir=None):
     records = offset + -offset % 8
     fields, size = [], 0  # one record per unit: each array's slice at its item size's alignment
     for spec in header["arrays"]:
-        if "unit" in spec["axes"]:
+        if in_records(spec):
             axis = spec["axes"].index("unit")
             rest = spec["shape"][:axis] + spec["shape"][axis + 1 :]
             dtype = np.dtype(spec["dtype"]).newbyteorder("<")
@@ -207,10 +208,12 @@ def read_logged_steps(run_dir, tag=TAG):
     }
 
 
-def logged_arrays(features, tag=TAG):
-    """The arrays of one step as the summary API encodes them."""
+def logged_arrays(features, tag=TAG, served=True):
+    """The arrays of one step as the summary API encodes them; with ``served``,
+    those ``/features`` serves (not ``metadata.ANALYSIS_ARRAYS``)."""
     summary = rnn_units.rnn_units_pb(tag, features)
-    return decode_logged_step(list(summary.value[0].tensor.string_val))[1]
+    arrays = decode_logged_step(list(summary.value[0].tensor.string_val))[1]
+    return {k: v for k, v in arrays.items() if not (served and k in metadata.ANALYSIS_ARRAYS)}
 
 
 def write_run(

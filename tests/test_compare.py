@@ -201,3 +201,23 @@ def test_logs_without_an_activation_sample_say_what_is_missing():
 def test_bad_comparison_requests_answer_400(compared, route, words):
     client, _ = compared
     assert words in get(client, route, 400).get_data(as_text=True)
+
+
+def test_the_writer_logs_each_units_change_since_its_last_step(compared):
+    """Drift reads the change the writer logged; it equals the change computed from the two samples."""
+    client, _ = compared
+    header, arrays = support.unpack_wire(get(client, f"/drift?run=a&tag={support.TAG}").get_data())
+    for a, b, row in zip(STEPS, STEPS[1:], arrays["change"]):
+        computed = get(client, f"/change?run=a&tag={support.TAG}&step_a={a}&step_b={b}").json["activation"]
+        np.testing.assert_allclose(row, computed, atol=2e-3)  # full-precision samples vs stored float16
+
+
+def test_older_logs_get_coverage_from_their_class_weights():
+    client = support.python_loader_client(support.V1_FIXTURE)
+    header, arrays = support.unpack_wire(get(client, f"/coverage?run=train&tag={support.TAG}").get_data())
+    expected = np.load(support.V1_EXPECTED)
+    assert header["steps"] == [0, 10, 20]
+    for i, step in enumerate(header["steps"]):
+        np.testing.assert_array_equal(
+            arrays["units_per_class"][i], analysis.units_per_class(expected[f"train|{step}|top/class_weight"])
+        )

@@ -160,7 +160,7 @@ def test_features_of_a_unit_range(client, logdir, units, expected):
 
 
 # The arrays without a unit axis.
-SHARED_ARRAYS = ("mean_window", "mean_rollout", "class_counts")
+SHARED_ARRAYS = ("mean_window", "mean_rollout", "class_counts", "top/units_per_class", "relu/units_per_class")
 
 
 def test_inline_steps_are_served_like_file_steps(client, logdir):
