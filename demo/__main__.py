@@ -79,7 +79,10 @@ def parse_args(argv=None):
     add("--weighting", nargs="+", choices=metadata.WEIGHTINGS, default=list(metadata.WEIGHTINGS),
         help="weightings to log, the first shown by default (default: top relu)")
     add("--seed", type=int, default=0,
-        help="seed of the model, batches and probe (default: %(default)s)")
+        help="seed of the model and batches (default: %(default)s)")
+    add("--probe-seed", type=int, default=0,
+        help="seed of the probe sample; runs with the same one can be compared (default: %(default)s)")
+    add("--run", help="run name under --logdir (default: the --data name)")
     add("--device", choices=("cpu", "cuda"),
         default="cuda" if torch.cuda.is_available() else "cpu",
         help="where to train (default: cuda when available)")
@@ -118,9 +121,9 @@ def load_data(args):
 
 
 def make_probe(dataset, args):
-    """The fixed probe: ``--probe-size`` images drawn with ``--seed`` (all by default)."""
+    """The fixed probe: ``--probe-size`` images drawn with ``--probe-seed`` (all by default)."""
     count = len(dataset.sequences)
-    chosen = np.random.default_rng(args.seed).permutation(count)[: args.probe_size or count]
+    chosen = np.random.default_rng(args.probe_seed).permutation(count)[: args.probe_size or count]
     chosen.sort()
     return rnn_units.Probe(
         dataset.sequences[chosen], window=args.window, labels=dataset.labels[chosen],
@@ -234,14 +237,15 @@ def main(argv=None):
     print(f"Probe: {probe.num_sequences} images, {probe.num_windows} windows.")
     torch.manual_seed(args.seed)
     model = RowPredictor(width, args.hidden, args.num_layers).to(args.device)
-    run_dir = fresh_run_dir(args.logdir, args.data)
+    run = args.run or args.data
+    run_dir = fresh_run_dir(args.logdir, run)
     with SummaryWriter(run_dir) as writer:
         features = train(model, dataset, probe, writer, args)
     print(f"Trained {args.steps} steps and logged the units {len(logged_steps(args))} times "
           f"in {time.monotonic() - start:.1f} s.")
     for line in unit_summary(features):
         print(line)
-    print(f"Logdir: {args.logdir} (run {args.data!r}, tag {TAG!r}). "
+    print(f"Logdir: {args.logdir} (run {run!r}, tag {TAG!r}). "
           f"View it with: {view_command(args.logdir)}")
     if args.serve:
         serve(args.logdir, args.port)

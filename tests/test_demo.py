@@ -76,6 +76,20 @@ def test_digits_demo_prints_data_summary_and_how_to_view(demo_logdir):
     assert f"tensorboard --logdir {logdir}" in output
 
 
+def test_two_seeds_on_one_probe_are_matched_non_trivially(tmp_path):
+    """Issue 8's "done when": two demo runs with different seeds give a real, imperfect match."""
+    write_demo_logdir(tmp_path, "--steps", "60", "--log-every", "30")
+    write_demo_logdir(tmp_path, "--steps", "60", "--log-every", "30", "--seed", "1", "--run", "digits-seed1")
+    client = support.python_loader_client(tmp_path)
+    response = client.get(f"/data/plugin/rnn_units/match?run=digits&tag={demo_main.TAG}&step=60"
+                          f"&other_run=digits-seed1&other_step=60")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    result = response.json
+    assert sorted(result["assignment"]) == list(range(12))
+    similarity = sorted(result["similarity"])
+    assert 0.1 < similarity[len(similarity) // 2] < 0.999 and 0 < result["cka"] < 0.999
+
+
 def test_rerun_replaces_the_previous_run(tmp_path):
     write_demo_logdir(tmp_path)
     output = write_demo_logdir(tmp_path, "--steps", "3")
