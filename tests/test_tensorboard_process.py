@@ -105,3 +105,19 @@ def test_data_written_while_running_appears_and_user_samples_win(tmp_path, load_
         support.write_run(tmp_path, "late", range(60))
         steps = steps_when(base_url, "late", 59)
         assert len(steps) == 20
+
+
+@LOADERS
+def test_comparisons_are_served(logdir, load_fast):
+    with support.tensorboard(logdir.path, load_fast) as base_url:
+        steps_when(base_url, "train", max(logdir.train))
+        header, arrays = support.unpack_wire(fetch(base_url, "/drift", run="train", tag=support.TAG))
+        assert header["steps"] == sorted(logdir.train) and arrays["change"].shape == (len(logdir.train) - 1, 6)
+        header, arrays = support.unpack_wire(fetch(base_url, "/similarity", run="train", tag=support.TAG))
+        assert len(header["steps"]) == 100 and arrays["cka"].shape == (100, 100)
+        # "mixed" logged train's step-0 features on the same probe: a perfect match.
+        match = json.loads(fetch(base_url, "/match", run="train", tag=support.TAG, step=0,
+                                 other_run="mixed", other_step=0))
+        assert match["assignment"] == list(range(6)) and match["cka"] == pytest.approx(1, abs=1e-3)
+        header, arrays = support.unpack_wire(fetch(base_url, "/coverage", run="train", tag=support.TAG))
+        assert arrays["units_per_class"].shape == (len(logdir.train), 2)
