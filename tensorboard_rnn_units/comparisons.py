@@ -30,7 +30,10 @@ class Comparisons:
 
     def __init__(self, reader):
         self._reader = reader
-        self._cache = _BytesCache(_CACHE_BYTES)
+        # Rows read are large and streamed through; results are small and
+        # reused: separate budgets, so reading never evicts a result.
+        self._rows_cache = _BytesCache(_CACHE_BYTES)
+        self._results = _BytesCache(_CACHE_BYTES)
 
     def change(self, ctx, experiment, run, tag, step_a, step_b):
         """Each unit's change from ``step_a`` to ``step_b``: on the activation
@@ -61,7 +64,9 @@ class Comparisons:
                 "average": average, "missing": [] if activation is not None else [SAMPLE]}
 
     def drift(self, ctx, experiment, run, tag, threshold=DEFAULT_THRESHOLD):
-        """``(header, arrays)``: each unit's change from each logged step to the next.
+        """``(header, arrays)``: each unit's change at each served step from
+        the step logged before it (``previous_steps``; the step served before
+        it unless TensorBoard sampled steps out).
 
         Steps without an activation sample, or with another unit count than
         the latest, are left out and listed in ``skipped_steps``.
@@ -74,8 +79,11 @@ class Comparisons:
         ]
         matrix = np.asarray(changes, np.float32).reshape(len(changes), units)
         settled = analysis.settled(matrix, threshold)
+        previous = [self._reader.step(ctx, experiment, run, tag, b).header.get("previous_step", a.step)
+                    for a, b in zip(data, data[1:])]
         header = {
             "steps": [d.step for d in data],
+            "previous_steps": previous,
             "units": units,
             "threshold": threshold,
             "settled": [None if i < 0 else data[i].step for i in settled.tolist()],
@@ -180,13 +188,13 @@ class Comparisons:
         return rows
 
     def _change(self, ctx, experiment, run, tag, a, b):
-        """Each unit's change from step ``a`` to ``b``: as the writer logged it
-        with ``b`` when ``a`` was the step before, else from both samples."""
-        header = self._reader.step(ctx, experiment, run, tag, b).header
-        if header.get("previous_step") == a.step:
-            logged = self._rows(ctx, experiment, run, tag, b, "activation_change")
-            if logged is not None:
-                return logged[:, 0]
+        """Each unit's change at step ``b`` from the step logged before it: as
+        the writer logged it with ``b`` (since its ``previous_step``, which is
+        ``a`` unless TensorBoard sampled steps out), else from ``a``'s and
+        ``b``'s samples."""
+        logged = self._rows(ctx, experiment, run, tag, b, "activation_change")
+        if logged is not None:
+            return logged[:, 0]
         return analysis.change(self._sample(ctx, experiment, run, tag, a), self._sample(ctx, experiment, run, tag, b))
 
     def _gram(self, ctx, experiment, run, tag, datum):
@@ -222,14 +230,10 @@ class Comparisons:
             array = np.moveaxis(array, axes.index(metadata.UNIT), 0)
             return np.ascontiguousarray(array.reshape(len(array), -1), dtype=np.float32)
 
-        return self._memo(("rows", experiment, run, tag, _id(datum), name), read)
+        return _memo(self._rows_cache, (experiment, run, tag, _id(datum), name), read)
 
     def _memo(self, key, compute):
-        found, value = self._cache.get(key)
-        if not found:
-            value = compute()
-            self._cache.put(key, value)
-        return value
+        return _memo(self._results, key, compute)
 
 
 class _BytesCache:
@@ -258,6 +262,14 @@ class _BytesCache:
             while self._bytes > self._budget and len(self._items) > 1:
                 _, old = self._items.popitem(last=False)
                 self._bytes -= getattr(old, "nbytes", 0)
+
+
+def _memo(cache, key, compute):
+    found, value = cache.get(key)
+    if not found:
+        value = compute()
+        cache.put(key, value)
+    return value
 
 
 def _has(header, name):

@@ -272,9 +272,10 @@ def write_run(
     return logged
 
 
-def python_loader_client(path):
+def python_loader_client(path, samples=0):
     """A werkzeug client of the plugin inside ``TensorBoardWSGI``, over
-    TensorBoard's Python loader reading the logdir ``path`` (every step)."""
+    TensorBoard's Python loader reading the logdir ``path`` (keeping
+    ``samples`` steps per tag; 0: every step)."""
     from tensorboard.backend import application
     from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
     from tensorboard.plugins import base_plugin
@@ -282,11 +283,11 @@ def python_loader_client(path):
 
     from tensorboard_rnn_units import plugin
 
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"rnn_units": 0})
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"rnn_units": samples})
     multiplexer.AddRunsFromDirectory(str(path))
     multiplexer.Reload()
     provider = data_provider.MultiplexerDataProvider(multiplexer, str(path))
-    context = base_plugin.TBContext(data_provider=provider, logdir=str(path), sampling_hints={})
+    context = base_plugin.TBContext(data_provider=provider, logdir=str(path), sampling_hints={"rnn_units": samples})
     return werkzeug_test.Client(
         application.TensorBoardWSGI([plugin.RnnUnitsLoader().load(context)], data_provider=provider)
     )

@@ -221,3 +221,15 @@ def test_older_logs_get_coverage_from_their_class_weights():
         np.testing.assert_array_equal(
             arrays["units_per_class"][i], analysis.units_per_class(expected[f"train|{step}|top/class_weight"])
         )
+
+
+def test_drift_of_sampled_steps_is_the_change_from_the_previous_logged_step(tmp_path):
+    logged = support.write_run(tmp_path, "r", range(12), units=4)
+    client = support.python_loader_client(tmp_path, samples=5)  # TensorBoard keeps 5 of the 12 steps
+    header, arrays = support.unpack_wire(get(client, f"/drift?run=r&tag={support.TAG}").get_data())
+    steps = header["steps"]
+    assert len(steps) == 5 and header["previous_steps"] == [s - 1 for s in steps[1:]]
+    samples = {s: support.logged_arrays(logged[s], served=False)["activation_sample"] for s in range(12)}
+    for row, step in zip(arrays["change"], steps[1:]):
+        expected = analysis.change(samples[step - 1].astype(np.float32), samples[step].astype(np.float32))
+        np.testing.assert_allclose(row, expected, atol=2e-3)
