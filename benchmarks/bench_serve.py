@@ -43,7 +43,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--logdir", help="write here and keep it (default: a temporary folder)")
+    parser.add_argument("--logdir", help="write here and keep it, or reuse what an earlier run wrote there "
+                        "(default: a temporary folder)")
     parser.add_argument("--loaders", nargs="+", default=["rustboard", "python"], choices=["rustboard", "python"])
     args = parser.parse_args()
 
@@ -73,6 +74,9 @@ def write(logdir, units, steps):
         rnn, head = torch.nn.RNN(28, units, batch_first=True), torch.nn.Linear(units, 28)
         variants.append(rnn_units.compute_unit_features(rnn, probe, readout=head, rollout=10))
     computed = time.perf_counter() - started
+    if os.path.isdir(os.path.join(logdir, "run")):
+        print(f"reusing the steps already logged in {logdir}")
+        return variants[0]
     started = time.perf_counter()
     with SummaryWriter(os.path.join(logdir, "run")) as writer:
         for step in range(steps):
