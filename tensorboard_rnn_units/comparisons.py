@@ -73,7 +73,7 @@ class Comparisons:
         """
         data, units, skipped = self._sampled_steps(ctx, experiment, run, tag)
         changes = [
-            self._memo(("change", experiment, run, tag, _id(a), _id(b)),
+            self._memo(("drift", experiment, run, tag, _id(a), _id(b)),
                        lambda a=a, b=b: self._change(ctx, experiment, run, tag, a, b))
             for a, b in zip(data, data[1:])
         ]
