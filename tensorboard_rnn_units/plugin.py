@@ -19,6 +19,7 @@ TensorBoard imports this module at start-up, so it must never import torch
 """
 
 import importlib.resources
+import os
 import posixpath
 import re
 
@@ -43,9 +44,13 @@ _ALL_STEPS = 2**31 - 1
 _FRONTEND = importlib.resources.files("tensorboard_rnn_units.frontend")
 _MIME_TYPES = {".js": "text/javascript", ".css": "text/css"}
 # One path segment of a static file: no "..", no hidden files, no separators.
-_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-_INTEGER = re.compile(r"-?[0-9]+")
-_UNIT_RANGE = re.compile(r"([0-9]*):([0-9]*)")
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+# Integers travel as int64, as TensorBoard's steps do.
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_INT64 = range(-(2**63), 2**63)
+# Longer query values are refused (run and tag names are far shorter).
+_MAX_ARG = 4096
+_UNIT_RANGE = re.compile(r"([0-9]{0,19}):([0-9]{0,19})")
 
 
 class RnnUnitsPlugin(base_plugin.TBPlugin):
@@ -221,21 +226,26 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
 
         The steps stacked are those with the layout of the latest step that
         has ``unit``; steps of another layout (a layer resized under the same
-        tag by another process) are listed in ``other_layout_steps``.
+        tag by another process) are listed in ``other_layout_steps``, and
+        steps that cannot be read in ``unreadable_steps`` (``[{"step",
+        "reason"}]``): one broken step does not lose the filmstrip.
 
         Raises:
-          NotFoundError: no such run or tag, or no step has ``unit``.
+          NotFoundError: no such run or tag, or no readable step has ``unit``.
         """
         data = self._reader.series(ctx, experiment, run, tag)
-        steps = self._reader.steps(ctx, experiment, run, tag, data)
-        having = [datum for datum, step in zip(data, steps) if 0 <= unit < step.header["units"]]
-        if not having:
-            most = max((step.header["units"] for step in steps), default=0)
+        unreadable = {}
+        steps = self._reader.try_each(lambda d: self._reader.step(ctx, experiment, run, tag, d), data, unreadable)
+        having = [datum for datum, step in zip(data, steps) if step and 0 <= unit < step.header["units"]]
+        read = lambda datum: self._reader.read(ctx, experiment, run, tag, datum, unit, unit + 1)
+        rows = [(datum, result[0], reader.take_unit(result[1], 0))
+                for datum, result in zip(having, self._reader.try_each(read, having, unreadable)) if result]
+        if not rows:
+            most = max((step.header["units"] for step in steps if step), default=0)
             raise errors.NotFoundError(
-                f"unit {unit} out of range: the steps of run {run!r}, tag {tag!r} have units 0..{most - 1}"
+                f"unit {unit} out of range: the readable steps of run {run!r}, tag {tag!r} have "
+                f"units 0..{most - 1}" + (f"; {len(unreadable)} steps are unreadable" if unreadable else "")
             )
-        rows = [(datum, header, reader.take_unit(arrays, 0)) for datum, (header, arrays) in
-                zip(having, self._reader.read_many(ctx, experiment, run, tag, having, unit, unit + 1))]
         shape = lambda arrays: [(name, array.shape, axes) for name, (array, axes) in arrays.items()]
         latest = shape(rows[-1][2])
         stacked = [(datum, arrays) for datum, _, arrays in rows if shape(arrays) == latest]
@@ -245,7 +255,8 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
             unit=unit,
             steps=[datum.step for datum, _ in stacked],
             wall_times=[datum.wall_time for datum, _ in stacked],
-            other_layout_steps=[datum.step for datum in data if datum.step not in shown],
+            other_layout_steps=[d.step for d in data if d.step not in shown and d.step not in unreadable],
+            unreadable_steps=[{"step": step, "reason": reason} for step, reason in sorted(unreadable.items())],
         )
         arrays = {
             name: (np.stack([row[name][0] for _, row in stacked]), ["step", *axes])
@@ -264,10 +275,15 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
         if not all(_SAFE_SEGMENT.fullmatch(segment) for segment in segments):
             raise errors.InvalidArgumentError(f"bad static file path {path!r}")
         mime_type = _MIME_TYPES.get(posixpath.splitext(path)[1])
-        resource = _FRONTEND.joinpath(*segments)
-        if mime_type is None or not resource.is_file():
-            raise errors.NotFoundError(f"no static file {path!r}")
-        return resource.read_bytes(), mime_type
+        folder = os.path.realpath(str(_FRONTEND))
+        resource = os.path.realpath(os.path.join(folder, *segments))  # links resolved
+        try:
+            if mime_type is None or not resource.startswith(folder + os.sep) or not os.path.isfile(resource):
+                raise OSError("not a frontend file")
+            with open(resource, "rb") as f:
+                return f.read(), mime_type
+        except OSError:
+            raise errors.NotFoundError(f"no static file {path!r}") from None
 
 
 class RnnUnitsLoader(base_plugin.TBLoader):
@@ -294,6 +310,8 @@ def _arg(request, name):
     value = request.args.get(name)
     if not value:
         raise errors.InvalidArgumentError(f"missing query parameter {name!r}")
+    if len(value) > _MAX_ARG:
+        raise errors.InvalidArgumentError(f"query parameter {name!r} is longer than {_MAX_ARG} characters")
     return value
 
 
@@ -330,8 +348,8 @@ def _float_arg(request, name, default):
 
 def _int_arg(request, name):
     value = _arg(request, name)
-    if not _INTEGER.fullmatch(value):
+    if not _INTEGER.fullmatch(value) or int(value) not in _INT64:
         raise errors.InvalidArgumentError(
-            f"query parameter {name!r} must be an integer, got {value!r}"
+            f"query parameter {name!r} must be an integer in the int64 range, got {value[:40]!r}"
         )
     return int(value)

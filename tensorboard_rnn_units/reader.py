@@ -69,6 +69,20 @@ class StepReader:
             raise errors.NotFoundError(f"no {metadata.PLUGIN_NAME} data for run {run!r}, tag {tag!r}")
         return data
 
+    def try_each(self, function, data, failures):
+        """``function(datum)`` of each datum, concurrently, in order; a datum
+        whose step is unreadable (a 404) gives ``None`` and its reason in
+        ``failures[step]``."""
+
+        def attempt(datum):
+            try:
+                return function(datum)
+            except errors.NotFoundError as e:
+                failures[datum.step] = str(e)
+                return None
+
+        return _map(attempt, data)
+
     def datum(self, ctx, experiment, run, tag, step):
         """The datum of ``step`` of ``run``/``tag``; 404 if there is none."""
         datum = next((d for d in self.series(ctx, experiment, run, tag) if d.step == step), None)
@@ -133,10 +147,6 @@ class StepReader:
             name: (_cut(array, axes, start, stop), axes) for name, (array, axes) in arrays.items()
             if wanted(name)
         }
-
-    def read_many(self, ctx, experiment, run, tag, data, start, stop):
-        """``read`` of each datum, concurrently, in order."""
-        return _map(lambda datum: self.read(ctx, experiment, run, tag, datum, start, stop), data)
 
     def _read_inline(self, ctx, datum, layout, start, stop, whole, records, names):
         if len(datum.values) != 2 + layout.num_chunks:

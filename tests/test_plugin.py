@@ -349,6 +349,13 @@ def test_a_missing_data_file_is_a_404_that_says_so(logdir, loaded, tmp_path):
         ("/static//etc/passwd", "bad static file path"),
         ("/static/.hidden.js", "bad static file path"),
         ("/static/a%00.js", "bad static file path"),
+        ("/static/" + "a" * 300 + ".js", "bad static file path"),
+        (f"/features?run=train&tag={support.TAG}&step=" + "9" * 5000, "'step' is longer than 4096 characters"),
+        (f"/features?run=train&tag={support.TAG}&step=" + "9" * 50, "'step' must be an integer in the int64 range"),
+        (f"/unit?run=train&tag={support.TAG}&unit=" + "1" * 4000, "'unit' must be an integer in the int64 range"),
+        (f"/unit?run=train&tag={support.TAG}&unit=9223372036854775808", "'unit' must be an integer in the int64 range"),
+        (f"/features?run=train&tag={support.TAG}&step=1&units=" + "1" * 5000 + ":", "'units' must be START:STOP"),
+        ("/steps?tag=t&run=" + "r" * 5000, "'run' is longer than 4096 characters"),
     ],
 )
 def test_bad_requests_answer_400_saying_what(client, route, words):
@@ -403,6 +410,37 @@ def test_static_files_have_their_mime_types(client, tmp_path, monkeypatch):
     ]:
         assert get_ok(client, route, mime).get_data() == files[name]
     assert client.get(ROUTES + "/static/notes.txt").status_code == 404
+
+
+def test_static_files_never_follow_links_out_of_the_frontend(client, tmp_path, monkeypatch):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the browser")
+    frontend = tmp_path / "frontend"
+    frontend.mkdir()
+    (frontend / "passwd.css").symlink_to(secret)
+    (frontend / "ok.css").write_text("p{}")
+    monkeypatch.setattr(plugin, "_FRONTEND", frontend)
+    assert get_ok(client, "/static/ok.css", "text/css").get_data() == b"p{}"
+    response = client.get(ROUTES + "/static/passwd.css")
+    assert response.status_code == 404 and b"not for the browser" not in response.get_data()
+
+
+def test_a_broken_step_does_not_lose_the_filmstrip(logdir, tmp_path):
+    features = logdir.train[0]
+    broken = rnn_units.rnn_units_pb("t", features)
+    broken.value[0].tensor.string_val[1] = b"short"  # a short shared-part blob
+    with SummaryWriter(tmp_path / "run") as writer:
+        rnn_units.add_unit_features(writer, "t", features, global_step=0)
+        writer._get_file_writer().add_summary(broken, 1)
+        rnn_units.add_unit_features(writer, "t", features, global_step=2)
+    client = support.python_loader_client(tmp_path)
+    response = client.get(ROUTES + "/unit?run=run&tag=t&unit=3")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    header, arrays = support.unpack_wire(response.get_data())
+    assert header["steps"] == [0, 2] and header["other_layout_steps"] == []
+    [problem] = header["unreadable_steps"]
+    assert problem["step"] == 1 and "step 1 of run 'run', tag 't' is unreadable" in problem["reason"]
+    assert arrays["top/average"].shape[0] == 2
 
 
 @pytest.mark.slow
