@@ -116,7 +116,7 @@ def add_unit_features(writer, tag, features, *, global_step, walltime=None):
 
 def _write(writer, file_writer, tag, features, global_step, walltime):
     """``add_unit_features``'s work; both public calls reach it at the same stack depth."""
-    global_step = check_int("global_step", global_step, 0)
+    global_step = check_int("global_step", global_step, 0, 2**63 - 1)
     _check(tag, features)
     previous = _previous(writer, tag, global_step, layout(features))
     header, shared, chunks = _encode(tag, features, previous)

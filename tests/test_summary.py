@@ -104,9 +104,12 @@ def test_step_is_keyword_only_and_required(tmp_path):
             rnn_units.add_rnn_units(writer, "u", nn.RNN(2, 4), probe)
         with pytest.raises(TypeError, match="positional argument"):
             rnn_units.add_unit_features(writer, "u", _features(), 100)
-        with pytest.raises(ValueError, match=r"global_step: expected an integer >= 0, got None"):
+        with pytest.raises(ValueError, match=r"global_step: expected an integer in 0\.\.9223372036854775807, got None"):
             rnn_units.add_unit_features(writer, "u", _features(), global_step=None)
-    assert support.read_logged_steps(tmp_path, "u") == {}
+        with pytest.raises(ValueError, match=r"global_step: expected an integer in 0\.\.9223372036854775807, got 9223372036854775808"):
+            rnn_units.add_unit_features(writer, "u", _features(), global_step=2**63)
+        rnn_units.add_unit_features(writer, "u", _features(), global_step=5)  # the refused steps were not remembered
+    assert list(support.read_logged_steps(tmp_path, "u")) == [5]
 
 
 def test_weighting_has_one_name_everywhere(tmp_path):
