@@ -34,6 +34,38 @@ export function fetchUnit(run, tag, unit) {
   return fetchWire(`./unit?${new URLSearchParams({run, tag, unit})}`);
 }
 
+// The comparison routes (docs/CONTRACTS.md, "Comparison routes").
+
+/** GET ./change -> {units, step_a, step_b, activation: [H] or null, average: {weighting: [H]}, missing}. */
+export function fetchChange(run, tag, stepA, stepB) {
+  return fetchJson(`./change?${new URLSearchParams({run, tag, step_a: stepA, step_b: stepB})}`);
+}
+
+/** GET ./drift -> decoded `change` ["transition", "unit"]; header {steps, units, threshold, settled, skipped_steps}. */
+export function fetchDrift(run, tag) {
+  return fetchWire(`./drift?${new URLSearchParams({run, tag})}`);
+}
+
+/** GET ./similarity -> decoded `cka` ["step", "other_step"]; header {steps, of_steps, skipped_steps}. */
+export function fetchSimilarity(run, tag) {
+  return fetchWire(`./similarity?${new URLSearchParams({run, tag})}`);
+}
+
+/** GET ./match -> {assignment: [H] (unit of other_run or -1), similarity: [H] (or null), cka, threshold}. */
+export function fetchMatch(run, tag, step, otherRun, otherStep) {
+  return fetchJson(`./match?${new URLSearchParams({run, tag, step, other_run: otherRun, other_step: otherStep})}`);
+}
+
+/** GET ./order -> {similarity: [unit order], from: array name}. */
+export function fetchOrder(run, tag, step) {
+  return fetchJson(`./order?${new URLSearchParams({run, tag, step})}`);
+}
+
+/** GET ./coverage -> decoded `units_per_class` ["step", "class"]; header {steps, class_names, weighting}. */
+export function fetchCoverage(run, tag, weighting) {
+  return fetchWire(`./coverage?${new URLSearchParams({run, tag, weighting})}`);
+}
+
 /** An HTTP or decoding failure, with the server's message when it sent one. */
 class FetchError extends Error {}
 
@@ -232,4 +264,48 @@ export function unitStats({arrays}, weighting, axis, i) {
     signalMax: at("signal_max"),
     dead: Boolean(at(`${weighting}/dead`)),
   };
+}
+
+/**
+ * The class item i along `axis` prefers: {index, weight} of its largest mean
+ * class weight under `weighting`, or null (no labels, or no weight at all).
+ */
+export function dominantClass({arrays}, weighting, axis, i) {
+  const weights = arrays[`${weighting}/class_weight`];
+  if (!weights) return null;
+  const values = along(weights, axis, i).data;
+  let best = -1;
+  for (let c = 0; c < values.length; c++) {
+    if (values[c] > 0 && (best < 0 || values[c] > values[best])) best = c;
+  }
+  return best < 0 ? null : {index: best, weight: values[best]};
+}
+
+/**
+ * Each unit's change from A to B, from a /change answer (1 - correlation of
+ * the activation sample, else of the `weighting`'s average) or a /match
+ * answer (1 - the matched pair's correlation). Returns {scores (NaN where
+ * unknown), source: "activation" | "average" | "match"}.
+ */
+export function changeScores(answer, weighting) {
+  const numbers = (values) => Float64Array.from(values ?? [], (v) => (v === null ? NaN : v));
+  if (answer.assignment) {
+    return {scores: numbers(answer.similarity).map((v) => 1 - v), source: "match"};
+  }
+  if (answer.activation) return {scores: numbers(answer.activation), source: "activation"};
+  const average = answer.average[weighting] ?? Object.values(answer.average)[0];
+  return {scores: numbers(average), source: "average"};
+}
+
+/** {step, note}: the logged step nearest to `wanted` in `steps` ([{step}]), and a note when it is not `wanted`. */
+export function nearestStep(steps, wanted) {
+  const step = steps[nearestIndex(steps.map((s) => s.step), wanted)].step;
+  return {step, note: step === wanted ? "" : `Step ${wanted} was not logged; showing the nearest, ${step}.`};
+}
+
+/** The value of a decoded array at `index`, {axis name: position} (e.g. {transition: 2, unit: 7}). */
+export function valueAt({data, shape, axes}, index) {
+  let k = 0;
+  axes.forEach((name, d) => { k = k * shape[d] + index[name]; });
+  return data[k];
 }

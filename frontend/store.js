@@ -107,3 +107,55 @@ export function blocksOf(start, stop) {
   for (let b = Math.floor(start / BLOCK_UNITS); b * BLOCK_UNITS < stop; b++) blocks.push(b);
   return blocks;
 }
+
+const MAX_ANSWERS = 64;
+
+/**
+ * Answers of the comparison routes (/change, /drift, ...), by a key the app
+ * chooses (e.g. ["drift", run, tag, latest step], so new steps ask again),
+ * the most recent MAX_ANSWERS of them. Like Store: fetched once, kept until
+ * a failure is forgotten (forgetErrors), onLoad() after each arrives.
+ */
+export class Answers {
+  constructor({onLoad = () => {}} = {}) {
+    this.onLoad = onLoad;
+    this.entries = new Map();  // JSON key -> {promise, value}; Map order is recency
+  }
+
+  /** Promise of the answer to `key` (a value or an Error; never rejects), fetched with fetch() if not yet asked. */
+  load(key, fetch) {
+    const id = JSON.stringify(key);
+    let entry = this.entries.get(id);
+    if (entry) {
+      this.entries.delete(id);  // most recently used last
+    } else {
+      entry = {value: undefined};
+      entry.promise = fetch().catch((e) => e).then((value) => {
+        entry.value = value;
+        this.onLoad();
+        return value;
+      });
+    }
+    this.entries.set(id, entry);
+    if (this.entries.size > MAX_ANSWERS) this.entries.delete(this.entries.keys().next().value);
+    return entry.promise;
+  }
+
+  /** The answer to `key` (a value, an Error, or undefined while it loads), fetched with fetch() if not yet asked. */
+  get(key, fetch) {
+    this.load(key, fetch);
+    return this.entries.get(JSON.stringify(key)).value;
+  }
+
+  /** Forgets failed answers, so they are asked again; returns how many. */
+  forgetErrors() {
+    let count = 0;
+    for (const [id, entry] of this.entries) {
+      if (entry.value instanceof Error) {
+        this.entries.delete(id);
+        count++;
+      }
+    }
+    return count;
+  }
+}

@@ -20,8 +20,11 @@ import urllib.parse
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.tensorboard import SummaryWriter
 
 import support
+import tensorboard_rnn_units as rnn_units
 from demo import __main__ as demo_main
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -50,6 +53,9 @@ WIDE_UNITS = 2000
 # Steps 0-2 of 4 units with windows of 3 inputs, then steps 3-5 of 5 units with
 # windows of 4 under the same tag: two layouts.
 RESIZED_RUN = "resized"
+# Another model measured on train's probe: its units can be matched to train's.
+TWIN_RUN = "twin"
+TWIN_STEPS = [0, 10]
 # The digits demo, long enough for its units to look like something (~2 s; 800 steps
 # look the same).
 DEMO_RUN = "digits"
@@ -64,7 +70,9 @@ MNIST_ARGS = ("--data", "mnist", "--mnist-dir", support.SHARED_MNIST, "--steps",
 HAS_MNIST = os.path.isdir(support.SHARED_MNIST)
 # Each run's latest step when the tests start.
 LATEST_STEPS = {"train": STEPS[-1], XSS_RUN: 1, GROWING_RUN: 2, REWEIGHTED_RUN: 1, WIDE_RUN: 1,
-                RESIZED_RUN: 5, DEMO_RUN: DEMO_STEPS, **({"mnist": MNIST_STEPS} if HAS_MNIST else {})}
+                RESIZED_RUN: 5, TWIN_RUN: TWIN_STEPS[-1], DEMO_RUN: DEMO_STEPS,
+                **({"mnist": MNIST_STEPS} if HAS_MNIST else {})}
+TRAIN_LAYOUT = dict(units=UNITS, input_size=6, window=5, length=12, rollout=3)
 
 pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM} (make chromium)"
@@ -74,8 +82,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     path = tmp_path_factory.mktemp("browser_logdir")
-    support.write_run(path, "train", STEPS, units=UNITS, input_size=6, window=5, length=12,
-                      rollout=3)
+    support.write_run(path, "train", STEPS, **TRAIN_LAYOUT)
+    write_twin(path, TWIN_RUN, TWIN_STEPS, **TRAIN_LAYOUT)
     # Selected on load; top is listed second but is the default.
     support.write_run(path, XSS_RUN, [0, 1], units=4, weightings=("relu", "top"))
     support.write_run(path, GROWING_RUN, [0, 1, 2], units=4)
@@ -89,6 +97,27 @@ def logdir(tmp_path_factory):
         if HAS_MNIST:
             demo_main.main(["--logdir", str(path), *MNIST_ARGS])
     return path
+
+
+def write_twin(logdir, run, steps, units, input_size, window, length, rollout, seed=0):
+    """``run``: differently seeded RNNs (one a step) measured on the probe ``support.write_run`` builds for ``seed``.
+
+    The probe is rebuilt here as ``write_run`` builds it (a test below checks
+    that the fingerprints agree), the models are not: ``write_run``'s runs of
+    one seed all log the same models.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    sequences = torch.randn(8, length, input_size, generator=generator)
+    labels = (sequences[:, :, 0].mean(dim=1) > 0).long()
+    probe = rnn_units.Probe(sequences, window=window, labels=labels, class_names=support.CLASS_NAMES)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 1000)
+        models = [(torch.nn.RNN(input_size, units, batch_first=True), torch.nn.Linear(units, input_size))
+                  for _ in steps]
+    with SummaryWriter(os.path.join(logdir, run)) as writer:
+        for step, (rnn, readout) in zip(steps, models):
+            rnn_units.add_rnn_units(writer, support.TAG, rnn, probe, readout=readout, rollout=rollout,
+                                    global_step=step)
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +190,19 @@ class Tab:
     def pixels(self):
         """The grid canvas as a PNG data URL."""
         return self.grid.evaluate("canvas => canvas.toDataURL()")
+
+    def colours(self, testid):
+        """How many distinct colours the canvas `testid` has drawn (0: nothing yet)."""
+        return self.get(testid).evaluate("""canvas => {
+            const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+            const seen = new Set();
+            for (let p = 0; p < data.length; p += 4) if (data[p + 3]) seen.add(data.slice(p, p + 4).join());
+            return seen.size;
+        }""")
+
+    def wait_drawn(self, testid, colours=2):
+        """Waits until the canvas `testid` shows at least `colours` colours."""
+        support.wait_for(lambda: self.colours(testid) >= colours, 30, what=f"{testid} drawn")
 
     def screenshot(self, name):
         ARTIFACTS.mkdir(exist_ok=True)
@@ -551,6 +593,203 @@ def test_a_display_this_frontend_cannot_draw_is_named_not_drawn(browser_context,
         tab.get("run-select").select_option(XSS_RUN)  # the others still draw
         expect(tab.grid).to_have_attribute("data-step", str(LATEST_STEPS[XSS_RUN]))
         expect(tab.grid).to_be_visible()
+
+
+def route_json(base_url, route, query):
+    """The plugin's JSON answer of ``route`` for ``query``."""
+    status, body = support.get(
+        f"{base_url}/data/plugin/rnn_units/{route}?{urllib.parse.urlencode(query)}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_compare_mode_draws_a_and_b_their_difference_and_the_panel(tab):
+    tab.show_run("train")
+    grid = tab.grid
+    step_a, step_b = tab.get("step-a-input"), tab.get("step-b-input")
+    expect(step_a).to_be_hidden()
+    tab.get("compare-toggle").check()
+    # A: the first logged step, B: the step shown; the step control gives way to A and B.
+    expect(step_a).to_have_value(str(STEPS[0]))
+    expect(step_b).to_have_value(str(STEPS[-1]))
+    expect(tab.get("compare-run-select")).to_have_value("train")
+    expect(tab.get("step-slider")).to_be_hidden()
+    expect(grid).to_have_attribute("data-step-a", str(STEPS[0]))
+    expect(grid).to_have_attribute("data-step-b", str(STEPS[-1]))
+    expect(grid).to_have_attribute("data-compare", "pair")
+    seen = [tab.pixels()]
+
+    # Step index i looks like index i % 3: A at index 1 differs from index 0, B at 2 from 520 (= 1).
+    step_a.fill(str(STEPS[1]))
+    step_a.press("Enter")
+    expect(grid).to_have_attribute("data-step-a", str(STEPS[1]))
+    seen.append(tab.pixels())
+    step_b.fill(str(STEPS[2] + 2))  # not logged: the nearest is shown, with a note
+    step_b.press("Enter")
+    expect(grid).to_have_attribute("data-step-b", str(STEPS[2]))
+    expect(tab.frame.get_by_role("status").filter(has_text="nearest")).to_contain_text(str(STEPS[2]))
+    seen.append(tab.pixels())
+    tab.get("compare-diff").check()
+    expect(grid).to_have_attribute("data-compare", "diff")
+    expect(tab.frame.locator(".legend")).to_contain_text("B − A")
+    seen.append(tab.pixels())
+    assert len(set(seen)) == len(seen), "a compare setting left the grid unchanged"
+    summary = tab.get("compare-summary")
+    expect(summary).to_contain_text("activation sample")
+    expect(summary).to_contain_text(re.compile(r"median \d"))
+
+    # The panel: drift (units x steps), layer similarity (steps x steps), units per class.
+    tab.wait_drawn("drift-heatmap")
+    tab.wait_drawn("similarity-heatmap")
+    coverage = tab.get("class-coverage")
+    for name in support.CLASS_NAMES:
+        expect(coverage.locator(".bar-label", has_text=name)).to_be_visible()
+    tab.get("similarity-heatmap").hover(position={"x": 4, "y": 4})
+    expect(tab.frame.locator(".heatmap-readout", has_text="CKA")).to_have_text(
+        re.compile(r"step \d+ vs step \d+: CKA [01](\.\d+)?"))
+    tab.screenshot("compare-diff.png")
+
+    # Each unit's change, on hover and in its detail (with when it settled).
+    grid.hover(position={"x": 6, "y": 6})
+    expect(tab.frame.locator(".readout")).to_contain_text("unit 0 · change a → b:")
+    grid.click(position={"x": 6, "y": 6})
+    detail = tab.get("unit-detail")
+    expect(detail).to_have_attribute("data-unit", "0")
+    expect(detail).to_contain_text("Change A → B")
+    expect(detail).to_contain_text("on the activation sample")
+    expect(detail).to_contain_text("Settled")
+    expect(detail).to_contain_text(f"step {STEPS[1]} (A) compared with step {STEPS[2]} (B)")
+    tab.page.keyboard.press("Escape")
+
+    # Older logs have no activation sample: the summary says what change is measured on.
+    def without_sample(route):
+        answer = route.fetch()
+        route.fulfill(response=answer, json=dict(answer.json(), activation=None, missing=["activation_sample"]))
+
+    tab.page.route(re.compile(r"/data/plugin/rnn_units/change\?"), without_sample)
+    step_a.fill(str(STEPS[4]))
+    step_a.press("Enter")
+    expect(summary).to_contain_text("no activation sample")
+
+    # Off again: the step control and the step shown before.
+    tab.get("compare-toggle").uncheck()
+    expect(step_a).to_be_hidden()
+    expect(tab.get("step-slider")).to_be_visible()
+    expect(grid).to_have_attribute("data-step", str(STEPS[-1]))
+    expect(grid).not_to_have_attribute("data-compare", re.compile(".*"))
+
+
+def test_sort_orders_the_grid_and_cells_open_their_unit(tab, base_url):
+    tab.show_run("train")
+    grid, sort = tab.grid, tab.get("sort-select")
+    orders = sort.locator("option").evaluate_all("options => options.map(o => o.value)")
+    assert len(orders) >= 6 and orders[0] == "index", orders
+    expect(sort.locator("option[value=change]")).to_be_disabled()  # needs compare mode
+    expect(grid).to_have_attribute("data-order", "index")
+    by_index = tab.pixels()
+
+    sort.select_option("activity")
+    expect(grid).to_have_attribute("data-order", "activity")
+    assert tab.pixels() != by_index
+    query = {"run": "train", "tag": support.TAG, "step": STEPS[-1]}
+    status, body = support.get(f"{base_url}/data/plugin/rnn_units/features?{urllib.parse.urlencode(query)}")
+    assert status == 200
+    most_active = int(np.argmax(support.unpack_wire(body)[1]["signal_mean"]))
+    assert most_active != 0
+    detail = tab.get("unit-detail")
+    for _ in range(2):  # at the step it was sorted at, then at another: the order stays put
+        grid.click(position={"x": 6, "y": 6})  # the first cell
+        expect(detail).to_have_attribute("data-unit", str(most_active))
+        expect(detail.get_by_role("heading", name=f"Unit {most_active}")).to_be_visible()
+        tab.page.keyboard.press("Escape")
+        tab.get("step-slider").press("Home")
+        expect(grid).to_have_attribute("data-step", str(STEPS[0]))
+        expect(grid).to_have_attribute("data-order", "activity")
+
+    sort.select_option("similarity")  # computed at the step shown now
+    expect(grid).to_have_attribute("data-order", "similarity")
+    first = route_json(base_url, "order", dict(query, step=STEPS[0]))["similarity"][0]
+    grid.click(position={"x": 6, "y": 6})
+    expect(detail).to_have_attribute("data-unit", str(first))
+    tab.page.keyboard.press("Escape")
+
+    tab.get("compare-toggle").check()
+    sort.select_option("change")
+    expect(grid).to_have_attribute("data-order", "change")
+    tab.screenshot("compare-sorted.png")
+
+    # Units without a value (NaN: dead, unmatched) sort last; ties keep the index order.
+    order, positions, other_layer = tab.plugin_frame.evaluate("""async () => {
+        const {orderMaps, sortUnits} = await import("./static/order.js");
+        const keys = [3, NaN, 1, 3, 2];
+        const order = sortUnits(5, (u) => keys[u]);
+        return [Array.from(order), [0, 1, 2, 3, 4].map(orderMaps(order, 5).positionOf),
+                orderMaps(order, 6).valid];
+    }""")
+    assert order == [2, 4, 0, 3, 1]
+    assert positions == [2, 4, 0, 3, 1]
+    assert other_layer is False  # an order of 5 units is not applied to 6
+
+
+def test_compare_with_a_run_on_the_same_probe_matches_its_units(tab, base_url):
+    fingerprints = {run: tags(base_url)[run][support.TAG]["probe_fingerprint"] for run in ("train", TWIN_RUN)}
+    assert fingerprints["train"] == fingerprints[TWIN_RUN], "write_twin no longer builds write_run's probe"
+    tab.show_run("train")
+    tab.get("compare-toggle").check()
+    run_select = tab.get("compare-run-select")
+    options = run_select.locator("option").all_text_contents()
+    assert options[0] == "this run" and TWIN_RUN in options and f"{DEMO_RUN} (other probe)" in options, options
+
+    run_select.select_option(TWIN_RUN)
+    grid = tab.grid
+    expect(grid).to_have_attribute("data-compare-run", TWIN_RUN)
+    expect(tab.get("step-b-input")).to_have_value(str(TWIN_STEPS[-1]))  # B: the other run's latest step
+    summary = tab.get("compare-summary")
+    expect(summary).to_contain_text(re.compile(r"CKA [01](\.\d+)?\b"))
+    match = route_json(base_url, "match", {"run": "train", "tag": support.TAG, "step": STEPS[0],
+                                           "other_run": TWIN_RUN, "other_step": TWIN_STEPS[-1]})
+    poor = sum(1 for v in match["similarity"] if v is None or v < match["threshold"])
+    expect(summary).to_contain_text(f"{poor} of {UNITS} without a good match")
+    if poor:
+        expect(tab.frame.locator(".legend-poor")).to_be_visible()
+    pairs = tab.pixels()
+
+    # Cell 0: train's unit 0 beside its match in the twin.
+    grid.hover(position={"x": 6, "y": 6})
+    expect(tab.frame.locator(".readout")).to_contain_text(f"matched unit of b: {match['assignment'][0]}, correlation")
+    grid.click(position={"x": 6, "y": 6})
+    detail = tab.get("unit-detail")
+    expect(detail).to_contain_text(f"run {TWIN_RUN}, unit {match['assignment'][0]}")
+    tab.page.keyboard.press("Escape")
+
+    step_b = tab.get("step-b-input")  # B's steps are the other run's
+    step_b.fill("3")
+    step_b.press("Enter")
+    expect(grid).to_have_attribute("data-step-b", "0")
+    assert tab.pixels() != pairs
+
+    # A run logged on another probe cannot be compared, and the page says why.
+    run_select.select_option(DEMO_RUN)
+    expect(tab.frame.locator(".compare-bar").get_by_role("status").filter(has_text="another probe")).to_contain_text(
+        "cannot be compared")
+    expect(run_select).to_have_value(TWIN_RUN)
+    expect(grid).to_have_attribute("data-compare-run", TWIN_RUN)
+    tab.screenshot("compare-runs.png")
+
+
+def test_compare_screenshot(tab):
+    """The README's compare screenshot: the MNIST demo (else digits) at its first and last step."""
+    run = "mnist" if HAS_MNIST else DEMO_RUN
+    tab.page.set_viewport_size({"width": 1640, "height": 1150})  # 13 pairs of 2 x 28 values at 2 px/value
+    tab.show_run(run)
+    tab.get("compare-toggle").check()
+    expect(tab.grid).to_have_attribute("data-step-a", "0")
+    expect(tab.grid).to_have_attribute("data-step-b", str(LATEST_STEPS[run]))
+    expect(tab.grid).to_have_attribute("aria-busy", "false")
+    tab.wait_drawn("similarity-heatmap")
+    tab.wait_drawn("drift-heatmap")
+    expect(tab.get("class-coverage").locator(".bar-label")).to_have_count(10)
+    tab.screenshot("compare.png")
 
 
 def test_python_loader_serves_the_same_tab(browser_context, logdir):

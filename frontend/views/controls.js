@@ -1,12 +1,14 @@
-// The toolbar: run, tag and weighting selectors and the display options.
-// It only reports what the user picked; the app decides what to show.
+// The toolbar: run, tag and weighting selectors, the display options, the
+// unit order and the compare switch. It only reports what the user picked;
+// the app decides what to show.
 
 import {el, setOptions} from "./dom.js";
+import {ORDERS} from "../order.js";
 
 export class Controls {
   /**
-   * onChange(name, value) with name one of "run", "tag", "weighting" (strings),
-   * "shared", "diff" (booleans), "scale" (number).
+   * onChange(name, value) with name one of "run", "tag", "weighting", "order" (strings),
+   * "shared", "diff", "labels", "compare" (booleans), "scale" (number), "resort" (no value).
    */
   constructor(onChange) {
     this.run = el("select", {"data-testid": "run-select", "aria-label": "Run"});
@@ -18,12 +20,19 @@ export class Controls {
     });
     this.shared = el("input", {type: "checkbox"});
     this.diff = el("input", {type: "checkbox"});
+    this.labels = el("input", {type: "checkbox"});
     this.scale = el("input", {type: "range", min: 1, max: 12, step: 1, "aria-label": "Zoom"});
+    this.order = el("select", {"data-testid": "sort-select", "aria-label": "Order of the units",
+      title: "Order of the units in the grid, computed at the step shown when you pick it; it stays put while the step changes"},
+      ...ORDERS.map(([value, label, title]) => el("option", {value, title}, label)));
+    this.resort = el("button", {class: "icon", title: "Sort again at the step shown", "aria-label": "Sort again"}, "↻");
+    this.resort.addEventListener("click", () => onChange("resort"));
+    this.compare = el("input", {type: "checkbox", "data-testid": "compare-toggle"});
 
-    for (const name of ["run", "tag", "weighting"]) {
+    for (const name of ["run", "tag", "weighting", "order"]) {
       this[name].addEventListener("change", () => onChange(name, this[name].value));
     }
-    for (const name of ["shared", "diff"]) {
+    for (const name of ["shared", "diff", "labels", "compare"]) {
       this[name].addEventListener("change", () => onChange(name, this[name].checked));
     }
     this.scale.addEventListener("input", () => onChange("scale", Number(this.scale.value)));
@@ -36,17 +45,34 @@ export class Controls {
         this.shared, "Shared scale"),
       el("label", {class: "check", title: "Show each unit's average minus the mean of all probe windows"},
         this.diff, "Difference from mean"),
-      field("Zoom", this.scale));
+      this.labelsField = el("label", {class: "check", title: "Write each unit's dominant class on its cell"},
+        this.labels, "Class labels"),
+      field("Zoom", this.scale),
+      field("Order", this.order), this.resort,
+      el("label", {class: "check compare-toggle",
+        title: "Compare two steps (A, B) of this run, or of two runs logged on the same probe"},
+      this.compare, "Compare"));
   }
 
-  /** Sorted run and tag names, the selected ones, and the tag's weightings. */
-  update({runs, run, tags, tag, weightings, weighting, shared, diff, scale}) {
+  /**
+   * Sorted run and tag names, the selected ones, and the tag's weightings;
+   * hasLabels: whether the tag has classes; compare: whether compare mode is on.
+   */
+  update({runs, run, tags, tag, weightings, weighting, shared, diff, labels, hasLabels, scale, order, compare}) {
     setOptions(this.run, runs, run);
     setOptions(this.tag, tags, tag);
     setOptions(this.weighting, weightings, weighting);
     this.shared.checked = shared;
     this.diff.checked = diff;
+    this.labels.checked = labels;
+    this.labelsField.hidden = !hasLabels;
     this.scale.value = String(scale);
+    for (const option of this.order.options) {
+      option.disabled = (option.value === "change" && !compare) || (option.value === "class" && !hasLabels);
+    }
+    this.order.value = order;
+    this.resort.hidden = order === "index";
+    this.compare.checked = compare;
   }
 }
 

@@ -1,11 +1,12 @@
 // The unit detail: a large picture of one unit at the current step, its
 // statistics, where in the sequence it fires, its class preferences and its
-// filmstrip over all logged steps. A modal <dialog>: Escape or × closes it.
+// filmstrip over all logged steps; in compare mode its picture at A beside
+// B's and how much it changed. A modal <dialog>: Escape or × closes it.
 
 import {el, fmt, pct} from "./dom.js";
 import {FrameGrid} from "./framegrid.js";
 import {barList, columnChart} from "./charts.js";
-import {PAINTERS} from "./painters.js";
+import {PAINTERS, sideBySide} from "./painters.js";
 import {along, deadMeaning, frame, frames, nearestIndex, rowOf, unitStats, weightingOf} from "../model.js";
 
 const LARGE_WIDTH = 320;   // CSS px of the large picture
@@ -24,6 +25,9 @@ export class DetailView {
     this.title = el("h2", {});
     this.subtitle = el("span", {class: "subtitle"});
     this.stats = el("dl", {class: "stats"});
+    this.caption = el("figcaption", {class: "note"});
+    this.change = el("dl", {class: "stats"});
+    this.changePanel = el("section", {class: "panel", hidden: true}, el("h3", {}, "Change"), this.change);
     this.firing = el("div", {});
     this.classes = el("section", {class: "panel"});
     this.stripNote = el("span", {class: "note"});
@@ -34,10 +38,10 @@ export class DetailView {
       tabindex: -1},
       el("header", {}, el("div", {}, this.title, this.subtitle), close),
       el("div", {class: "detail-body"},
-        el("figure", {class: "detail-picture"}, this.large.canvas,
-          el("figcaption", {class: "note"}, "window above the line, rollout below")),
+        el("figure", {class: "detail-picture"}, this.large.canvas, this.caption),
         el("div", {class: "detail-side"},
           el("section", {class: "panel"}, el("h3", {}, "Statistics"), this.stats),
+          this.changePanel,
           el("section", {class: "panel"}, el("h3", {}, "Where it fires"),
             el("p", {class: "note"}, "share of the unit's weight per window end position"),
             this.firing),
@@ -59,11 +63,17 @@ export class DetailView {
    * or when the step lacks the unit; `missing` then says why); history: the
    * decoded /unit answer for the filmstrip, null while it loads, or an Error;
    * step, weighting (one `current` logged), diff, shared: what the grid
-   * shows; label: subtitle text.
+   * shows; label: subtitle text. Compare mode: partner, B's frame (null
+   * when B has no such unit), drawn right of the unit's and named by
+   * `caption`; change: [[name, value text]] rows of how it changed.
    */
-  render({current, unit, missing = "loading…", history, step, weighting, diff, shared, label}) {
+  render({current, unit, missing = "loading…", history, step, weighting, diff, shared, label,
+    partner, caption = "", change = []}) {
+    this.element.dataset.unit = String(unit);
     this.title.textContent = `Unit ${unit}`;
     this.subtitle.textContent = label;
+    this.changePanel.hidden = !change.length;
+    this.change.replaceChildren(...change.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
     this.renderFilmstrip(history, {step, weighting, diff, shared});
     const row = current ? rowOf(current, unit) : -1;
     const painter = current && PAINTERS[current.header.display];
@@ -76,8 +86,12 @@ export class DetailView {
       return;
     }
     const desc = current.header;
-    this.large.draw([frame(current, weighting, "unit", row, diff)], painter, shapeOf(desc),
-      {cols: 1, scale: scaleFor(LARGE_WIDTH, desc.input_size, 24), gap: 2, diverging: diff});
+    const picture = frame(current, weighting, "unit", row, diff);
+    const paired = partner !== undefined;
+    this.large.draw([paired ? {a: picture, b: partner} : picture], paired ? sideBySide(painter) : painter,
+      shapeOf(desc), {cols: 1, scale: scaleFor(LARGE_WIDTH / (paired ? 2 : 1), desc.input_size, 24), gap: 2,
+        diverging: diff});
+    this.caption.textContent = `${paired ? `${caption}; ` : ""}window above the line, rollout below`;
     this.renderStats(unitStats(current, weighting, "unit", row), desc.num_windows, weighting,
       desc.probe_fingerprint);
     const share = current.arrays[`${weighting}/position_share`];

@@ -1,8 +1,8 @@
 // Cells on one canvas, in rows of `cols`: the unit grid, the detail view's
 // large picture and its filmstrip. What is inside a cell is a painter's job
 // (painters.js); this draws cell outlines, placeholders for cells whose data
-// has not arrived, dead-unit hatching and the highlight, and maps the mouse
-// to a cell.
+// has not arrived, dead-unit hatching, labels and the highlight, and maps
+// the mouse to a cell.
 //
 // The canvas is sized for every cell, so a scrolling parent has the right
 // scroll bar, but `paint` draws only the cells it is given: the grid paints
@@ -104,9 +104,7 @@ export class FrameGrid {
       }
     }
     const range = painter.paint(ctx, cells, shape, {w: cellW, h: cellH}, {diverging, shared});
-    for (const {x, y, frame} of cells) {
-      if (frame.dead) markDead(ctx, x, y, cellW, cellH);
-    }
+    for (const {x, y, frame} of cells) decorate(ctx, x, y, cellW, cellH, frame);
     if (highlight >= first && highlight < last) {
       const {x, y} = this.rect(highlight);
       ctx.strokeStyle = "#f57c00";
@@ -150,6 +148,42 @@ export class FrameGrid {
     const i = row * cols + col;
     return i < count ? i : -1;
   }
+}
+
+/**
+ * What a frame says beyond its picture, drawn over its cell: dead units are
+ * hatched, `frame.label` (e.g. the unit's dominant class) is written in the
+ * bottom-right corner, `frame.poorMatch` gets a dashed red outline.
+ */
+export function decorate(ctx, x, y, w, h, frame) {
+  if (frame.dead) markDead(ctx, x, y, w, h);
+  if (frame.label) drawLabel(ctx, x, y, w, h, frame.label);
+  if (frame.poorMatch) {
+    ctx.save();
+    ctx.strokeStyle = "#c62828";
+    ctx.lineWidth = 2;
+    ctx.setLineDash([4, 3]);
+    ctx.strokeRect(x - 1, y - 1, w + 2, h + 2);
+    ctx.restore();
+  }
+}
+
+/** A small text label on a white chip in the cell's bottom-right corner (none where it does not fit). */
+function drawLabel(ctx, x, y, w, h, text) {
+  const size = Math.min(11, Math.floor(h / 3));
+  if (size < 7) return;
+  ctx.save();
+  ctx.font = `${size}px Roboto, Arial, sans-serif`;
+  const width = ctx.measureText(text).width + 4;
+  if (width <= w / 2) {
+    ctx.textBaseline = "bottom";
+    ctx.textAlign = "right";
+    ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
+    ctx.fillRect(x + w - width, y + h - size - 2, width, size + 2);
+    ctx.fillStyle = "#212121";
+    ctx.fillText(text, x + w - 2, y + h);
+  }
+  ctx.restore();
 }
 
 /** Dims a dead unit's cell and hatches it so it reads as "no data" at any zoom. */

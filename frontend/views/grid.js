@@ -2,7 +2,8 @@
 // (fewer columns when that would not fit the width), with a colour legend
 // and a one-line readout of the hovered unit. It scrolls inside
 // .grid-scroll and paints only the rows on screen; the app asks which
-// units those are (visibleUnits) and fetches just them.
+// units those are (visibleUnits) and fetches just them. It knows cells by
+// position; the app maps positions to units (the sort order, compare pairs).
 
 import {el, fmt} from "./dom.js";
 import {FrameGrid, cellsInBand, gridLayout} from "./framegrid.js";
@@ -19,6 +20,7 @@ export class GridView {
     this.lo = el("span", {class: "legend-value"});
     this.hi = el("span", {class: "legend-value"});
     this.scaleNote = el("span", {class: "legend-note"});
+    this.poorKey = el("span", {class: "legend-poor", hidden: true}, el("span", {class: "poor-swatch"}), "no good match");
     this.readout = el("span", {class: "readout", "aria-live": "polite"});
     this.note = el("span", {class: "grid-note", role: "status", hidden: true});
     this.scroller = el("div", {class: "grid-scroll"}, canvas);
@@ -26,6 +28,7 @@ export class GridView {
       el("div", {class: "grid-caption"},
         el("span", {class: "legend"}, this.lo, this.bar, this.hi, this.scaleNote),
         el("span", {class: "legend-dead"}, el("span", {class: "dead-swatch"}), "dead unit"),
+        this.poorKey,
         this.note,
         this.readout),
       this.scroller);
@@ -56,10 +59,14 @@ export class GridView {
    * gives a unit's frame, or null while its data loads (a placeholder; the
    * canvas is aria-busy while any is on screen). `step` is the step drawn
    * (data-step), null before any of its units arrived; `display` names the
-   * painter (data-display). options: diverging, shared, highlight (see
-   * FrameGrid.paint).
+   * painter (data-display). data: more data-* attributes of the canvas
+   * ({order: "index", stepA: null, ...}; null removes one); what: what the
+   * colours show, for the legend (e.g. "B − A"); poorMatches: whether cells
+   * may be outlined as "no good match" (a legend entry); unit: what one
+   * colour scale spans when not shared ("cell", "pair"). options: diverging,
+   * shared, highlight (see FrameGrid.paint).
    */
-  draw(layout, {display, step, frameAt, ...options}) {
+  draw(layout, {display, step, frameAt, data = {}, what = "", poorMatches = false, unit = "cell", ...options}) {
     this.frames.setLayout(layout);
     const [first, last] = this.visibleUnits(layout);
     let loading = 0;
@@ -68,6 +75,11 @@ export class GridView {
     canvas.setAttribute("aria-busy", String(loading > 0));
     canvas.dataset.units = String(layout.count);
     canvas.dataset.display = display;
+    for (const [name, value] of Object.entries(data)) {
+      if (value === null) delete canvas.dataset[name];
+      else canvas.dataset[name] = String(value);
+    }
+    this.poorKey.hidden = !poorMatches;
     if (step === null) {
       delete canvas.dataset.step;
     } else {
@@ -84,9 +96,8 @@ export class GridView {
       this.hi.textContent = options.diverging ? "+max" : "max";
     }
     const partial = first > 0 || last < layout.count;
-    this.scaleNote.textContent =
-      (options.diverging ? "difference from the probe mean, " : "") +
-      (range ? `shared scale${partial ? " of the units on screen" : ""}` : "scaled per cell");
+    this.scaleNote.textContent = (what ? `${what}, ` : "") +
+      (range ? `shared scale${partial ? " of the units on screen" : ""}` : `scaled per ${unit}`);
   }
 
   /** Marks the canvas as showing nothing (no data-display, no data-step). */

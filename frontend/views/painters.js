@@ -8,9 +8,13 @@
 //   paint(ctx, cells, {L, R, D}, {w, h}, {diverging, shared}) draws cells,
 //     [{x, y, frame}] with (x, y) a cell's top-left corner in CSS px, and
 //     returns the colour range {lo, hi} they share, or null when each cell
-//     has its own.
+//     has its own (a frame's own `range`, when it has one, else its values').
+//
+// sideBySide(painter) draws pairs of frames {a, b} (compare mode: a unit at
+// A and at B) in cells twice as wide, each pair on a colour scale of its own.
 
 import {DIVERGING, SEQUENTIAL} from "../colormaps.js";
+import {decorate} from "./framegrid.js";
 
 const SEPARATOR = 3; // CSS px between window and rollout; a 1px line in the middle
 const NAN_RGBA = [189, 189, 189, 255];
@@ -24,7 +28,7 @@ const imageRows = {
 
   paint(ctx, cells, {L, R, D}, {w, h}, {diverging = false, shared = false} = {}) {
     const sy = (h - (R > 0 ? SEPARATOR : 0)) / (L + R);
-    const ranges = cells.map(({frame}) => valueRange([frame.window, frame.rollout], diverging));
+    const ranges = cells.map(({frame}) => frame.range ?? valueRange([frame.window, frame.rollout], diverging));
     const sharedRange = shared ? merge(ranges, diverging) : null;
     const atlas = paintAtlas(cells.map((c) => c.frame), ranges.map((r) => sharedRange || r), {L, R, D},
       diverging ? DIVERGING : SEQUENTIAL);
@@ -43,6 +47,50 @@ const imageRows = {
 };
 
 export const PAINTERS = {image_rows: imageRows};
+
+const PAIR_GAP = 2;  // CSS px between A and B in a cell
+
+/**
+ * A painter of pairs {a, b} of `painter`'s frames, A left and B right; a
+ * missing half (null: no such unit) is left grey. Each half is decorated
+ * (dead, label); the pair's own decorations (poorMatch) are FrameGrid's.
+ */
+export function sideBySide(painter) {
+  return {
+    cellSize(shape, scale) {
+      const {w, h} = painter.cellSize(shape, scale);
+      return {w: 2 * w + PAIR_GAP, h};
+    },
+
+    paint(ctx, cells, shape, {w, h}, options) {
+      const half = (w - PAIR_GAP) / 2;
+      const halves = [];
+      for (const {x, y, frame: {a, b}} of cells) {
+        // One scale per pair, so that A and B read alike (unless all share one).
+        const range = valueRange([a?.window, a?.rollout, b?.window, b?.rollout], options.diverging);
+        [a, b].forEach((f, i) => {
+          const left = x + i * (half + PAIR_GAP);
+          if (f) {
+            halves.push({x: left, y, frame: {...f, range}});
+          } else {
+            ctx.fillStyle = "#eeeeee";
+            ctx.fillRect(left, y, half, h);
+          }
+        });
+      }
+      const range = painter.paint(ctx, halves, shape, {w: half, h}, options);
+      for (const {x, y, frame} of halves) decorate(ctx, x, y, half, h, frame);
+      return range;
+    },
+  };
+}
+
+/** The frame B - A (of model.frame), NaN where B is missing; dead when both are. */
+export function difference(a, b) {
+  const minus = (p, q) => p && Float32Array.from(p, (v, i) => (q ? q[i] - v : NaN));
+  return {window: minus(a.window, b?.window), rollout: minus(a.rollout, b?.rollout),
+    dead: a.dead && Boolean(b?.dead)};
+}
 
 /**
  * Whole CSS px per value along x and y: `scale` for both, except that a cell
