@@ -70,7 +70,7 @@ def _write_resized(run_dir, sizes):
         first, then = (torch.nn.RNN(2, size, batch_first=True) for size in sizes)
     logged = {}
     for steps, rnn in ((range(3), first), (range(3, 6), then)):
-        with SummaryWriter(run_dir) as writer:
+        with support.summary_writer(run_dir) as writer:
             for step in steps:
                 logged[step] = rnn_units.add_rnn_units(writer, support.TAG, rnn, probe, global_step=step)
     return logged

@@ -4,6 +4,7 @@ Import as ``import support`` (pytest puts ``tests/`` on ``sys.path``).
 """
 
 import contextlib
+import glob
 import json
 import os
 import pathlib
@@ -216,6 +217,20 @@ def logged_arrays(features, tag=TAG, served=True):
     return {k: v for k, v in arrays.items() if not (served and k in metadata.ANALYSIS_ARRAYS)}
 
 
+def summary_writer(run_dir):
+    """A ``SummaryWriter`` for ``run_dir`` whose event file sorts after the run's earlier ones.
+
+    TensorBoard reads a run's event files in name order and takes a step that
+    goes back for a restart, dropping the later steps. A file name ends in
+    its creation second and a per-process counter, and ``...9`` sorts after
+    ``...10``: a second writer in the same second could be read first. So a
+    run that already has event files gets its next one in the next second.
+    """
+    if glob.glob(os.path.join(run_dir, "events.out.tfevents.*")):
+        time.sleep(1.01 - time.time() % 1.0)
+    return SummaryWriter(run_dir)
+
+
 def write_run(
     logdir,
     run,
@@ -256,7 +271,7 @@ def write_run(
         ]
     options = {} if weightings is None else {"weighting": weightings}
     logged, computed = {}, []
-    with SummaryWriter(os.path.join(logdir, run)) as writer:
+    with summary_writer(os.path.join(logdir, run)) as writer:
         for i, step in enumerate(steps):
             if i < variants:
                 rnn, readout = models[i]
