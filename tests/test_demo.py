@@ -76,18 +76,39 @@ def test_digits_demo_prints_data_summary_and_how_to_view(demo_logdir):
     assert f"tensorboard --logdir {logdir}" in output
 
 
-def test_two_seeds_on_one_probe_are_matched_non_trivially(tmp_path):
-    """Issue 8's "done when": two demo runs with different seeds give a real, imperfect match."""
-    write_demo_logdir(tmp_path, "--steps", "60", "--log-every", "30")
-    write_demo_logdir(tmp_path, "--steps", "60", "--log-every", "30", "--seed", "1", "--run", "digits-seed1")
-    client = support.python_loader_client(tmp_path)
-    response = client.get(f"/data/plugin/rnn_units/match?run=digits&tag={demo_main.TAG}&step=60"
-                          f"&other_run=digits-seed1&other_step=60")
-    assert response.status_code == 200, response.get_data(as_text=True)
-    result = response.json
-    assert sorted(result["assignment"]) == list(range(12))
-    similarity = sorted(result["similarity"])
-    assert 0.1 < similarity[len(similarity) // 2] < 0.999 and 0 < result["cka"] < 0.999
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory):
+    """Two short digits demo runs on one probe with different seeds."""
+    logdir = tmp_path_factory.mktemp("two_seeds")
+    write_demo_logdir(logdir, "--steps", "60", "--log-every", "30")
+    write_demo_logdir(logdir, "--steps", "60", "--log-every", "30", "--seed", "1", "--run", "digits-seed1")
+    return logdir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("load_fast", [True, False], ids=["rustboard", "python"])
+def test_two_seeds_on_one_probe_are_matched_non_trivially(two_seeds, load_fast):
+    """Issue 8's "done when": two demo runs with different seeds give a real, imperfect
+    match, and the other comparisons serve the demo's logs, in the real TensorBoard."""
+    with support.tensorboard(two_seeds, load_fast) as base_url:
+        route = f"{base_url}/data/plugin/rnn_units"
+        query = f"tag={demo_main.TAG}"
+
+        def served():
+            status, body = support.get(f"{route}/steps?run=digits-seed1&{query}")
+            return status == 200 and json.loads(body)[-1]["step"] == 60
+
+        support.wait_for(served, 60, what="the second demo run")
+        status, body = support.get(f"{route}/match?run=digits&{query}&step=60&other_run=digits-seed1&other_step=60")
+        assert status == 200, body
+        result = json.loads(body)
+        assert sorted(result["assignment"]) == list(range(12))
+        similarity = sorted(result["similarity"])
+        assert 0.1 < similarity[len(similarity) // 2] < 0.999 and 0 < result["cka"] < 0.999
+        for path in ("drift", "similarity", "coverage"):
+            status, body = support.get(f"{route}/{path}?run=digits&{query}")
+            assert status == 200, (path, body[:300])
+        assert support.unpack_wire(body)[0]["steps"] == [0, 30, 60]
 
 
 def test_rerun_replaces_the_previous_run(tmp_path):
