@@ -14,7 +14,7 @@
 // reference: the unit numbers, the order, the detail are A's; across runs
 // each cell shows B's unit matched to A's (/match).
 
-import {changeScores, deadMeaning, defaultWeighting, dominantClass, fetchChange, fetchCoverage, fetchDrift,
+import {changeScores, deadMeaning, defaultWeighting, dominantClass, fetchChange, fetchCoverage, fetchDrift, fetchProblems,
   fetchMatch, fetchOrder, fetchSimilarity, fetchSteps, fetchTags, fetchUnit, frame, nearestIndex, nearestStep, rowOf,
   unitStats, weightingOf} from "./model.js";
 import {NEEDS, ORDERS, orderMaps, unitOrder} from "./order.js";
@@ -52,6 +52,7 @@ export class App {
     // What the server said so far.
     this.tags = null;             // {run: {tag: description}} of the last poll
     this.tagsError = null;        // why the last poll failed, if it did
+    this.problems = [];           // [{run, tag, reason}] of unreadable tags, when none is readable
     this.steps = new Map();       // JSON [run, tag] -> [{step, wall_time}] ascending, or an Error
     this.stepsLoading = new Set(); // JSON [run, tag] being fetched
     this.store = new Store({onLoad: () => this.renderSoon()});  // /features blocks
@@ -275,8 +276,12 @@ export class App {
     let changed = false;
     try {
       const tags = await fetchTags();
-      changed = JSON.stringify(tags) !== JSON.stringify(this.tags) || this.tagsError !== null;
+      // Only when nothing is readable: then the page says why instead of "no data".
+      const problems = Object.keys(tags).length ? [] : await fetchProblems();
+      changed = JSON.stringify(tags) !== JSON.stringify(this.tags) || this.tagsError !== null
+        || JSON.stringify(problems) !== JSON.stringify(this.problems);
       this.tags = tags;
+      this.problems = problems;
       this.tagsError = null;
     } catch (e) {
       changed = this.tagsError?.message !== e.message;
@@ -497,6 +502,7 @@ export class App {
       return;
     }
     if (!s.run) {
+      if (this.problems?.length) return this.setNotice(...problemsNotice(this.problems), true);
       return this.setNotice("No RNN unit data was found.",
         "Log some during training with tensorboard_rnn_units.add_rnn_units(writer, tag, rnn, probe, " +
         "global_step=step); this page looks for new data every few seconds.");
@@ -730,6 +736,16 @@ export class App {
     this.grid.element.hidden = empty;
     this.header.hidden = empty && !this.state.run;
   }
+}
+
+/** [title, text] of the notice for a logdir whose only rnn_units tags cannot be read. */
+function problemsNotice(problems) {
+  const newer = problems.some((p) => /newer than this tensorboard_rnn_units/.test(p.reason));
+  const title = newer
+    ? "This logdir was written by a newer tensorboard-rnn-units: upgrade the package (pip install -U tensorboard-rnn-units)."
+    : "This logdir has RNN unit data that cannot be read.";
+  const list = problems.slice(0, 5).map((p) => `${p.run} / ${p.tag}: ${p.reason}`).join(" · ");
+  return [title, list + (problems.length > 5 ? ` · and ${problems.length - 5} more` : "")];
 }
 
 function pollInterval() {

@@ -13,6 +13,11 @@ export function fetchTags() {
   return fetchJson("./tags");
 }
 
+/** GET ./problems -> [{run, tag, reason}] of the tags the server cannot read. */
+export function fetchProblems() {
+  return fetchJson("./problems");
+}
+
 /** GET ./steps -> [{step, wall_time}, ...] ascending by step. */
 export function fetchSteps(run, tag) {
   return fetchJson(`./steps?${new URLSearchParams({run, tag})}`);

@@ -6,6 +6,7 @@ data files through ``reader``. Routes (under ``/data/plugin/rnn_units``;
 details in ``docs/CONTRACTS.md``):
 
 - ``/tags``: ``{run: {tag: description}}``;
+- ``/problems``: ``[{"run", "tag", "reason"}]`` of the tags it cannot read;
 - ``/steps?run=&tag=``: ``[{"step", "wall_time"}, ...]`` ascending;
 - ``/features?run=&tag=&step=[&units=START:STOP]``: one step's arrays (of
   those units), in the ``wire`` format;
@@ -68,6 +69,7 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
     def get_plugin_apps(self):
         return {
             "/tags": self._serve_tags,
+            "/problems": self._serve_problems,
             "/steps": self._serve_steps,
             "/features": self._serve_features,
             "/unit": self._serve_unit,
@@ -94,6 +96,11 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _serve_tags(self, request):
         result = self.tags_impl(*_context(request))
+        return http_util.Respond(request, result, "application/json")
+
+    @wrappers.Request.application
+    def _serve_problems(self, request):
+        result = self._reader.unreadable(*_context(request))
         return http_util.Respond(request, result, "application/json")
 
     @wrappers.Request.application

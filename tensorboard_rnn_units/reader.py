@@ -56,6 +56,20 @@ class StepReader:
         )
         return self._data(ctx, experiment, listing)
 
+    def unreadable(self, ctx, experiment):
+        """``[{"run", "tag", "reason"}]`` of the tags whose metadata this package cannot read."""
+        listing = self._provider.list_blob_sequences(
+            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME
+        )
+        problems = []
+        for run, tags in sorted(listing.items()):
+            for tag, series in sorted(tags.items()):
+                try:
+                    metadata.parse_plugin_metadata(series.plugin_content)
+                except ValueError as e:
+                    problems.append({"run": run, "tag": tag, "reason": str(e)})
+        return problems
+
     def series(self, ctx, experiment, run, tag):
         """Step data of ``run``/``tag`` ascending by step; 404 if it has no readable tag."""
         listing = self._provider.list_blob_sequences(

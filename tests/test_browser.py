@@ -810,3 +810,21 @@ def test_empty_logdir_says_how_to_log_data(browser_context, tmp_path):
         notice = page.get_by_role("status").filter(has_text="No RNN unit data was found")
         expect(notice).to_contain_text("add_rnn_units")
         page.close()
+
+
+def test_a_logdir_of_a_newer_version_says_to_upgrade(browser_context, tmp_path):
+    """Data this package cannot read is named with the reason, not shown as "no data"."""
+    features = support.write_run(tmp_path / "scratch", "r", [0], units=3)[0]
+    summary = rnn_units.rnn_units_pb(support.TAG, features)
+    value = summary.value[0]
+    content = json.loads(value.metadata.plugin_data.content)
+    value.metadata.plugin_data.content = json.dumps(dict(content, version=99)).encode()
+    with SummaryWriter(tmp_path / "logs" / "future") as writer:
+        writer._get_file_writer().add_summary(summary, 0)
+    with support.tensorboard(tmp_path / "logs", load_fast=True) as url:
+        page = browser_context.new_page()
+        page.goto(f"{url}/data/plugin_entry.html?name=rnn_units")
+        notice = page.get_by_role("status").filter(has_text="newer tensorboard-rnn-units")
+        expect(notice).to_contain_text("upgrade the package")
+        expect(notice).to_contain_text("future / rnn/units: plugin content: format version 99 is newer")
+        page.close()

@@ -384,6 +384,15 @@ def test_unknown_things_answer_404_saying_what(client, route, words):
     assert words in response.get_data(as_text=True)
 
 
+def test_problems_name_the_tags_that_cannot_be_read_and_why(client, logdir):
+    problems = get_ok(client, "/problems", "application/json").json
+    assert problems == [{
+        "run": "mixed", "tag": logdir.future_tag,
+        "reason": f"plugin content: format version {metadata.VERSION + 1} is newer than this "
+                  f"tensorboard_rnn_units understands ({metadata.VERSION}); upgrade the package",
+    }]
+
+
 def test_newer_format_is_skipped_with_one_warning(client, logdir, caplog):
     caplog.set_level(logging.WARNING, logger=reader.__name__)
     for _ in range(2):
