@@ -4,9 +4,8 @@ The summary API::
 
     import tensorboard_rnn_units as rnn_units
     probe = rnn_units.Probe(sequences, window=10, labels=labels)
-    rnn_units.add_rnn_units(writer, "rnn/units", model.rnn, probe,
-                            readout=lambda h: torch.sigmoid(model.head(h)),
-                            rollout=10, global_step=step)
+    rnn_units.add_rnn_units(writer, "rnn/units", model.rnn, probe, global_step=step,
+                            readout=nn.Sequential(model.head, nn.Sigmoid()), rollout=10)
 
 This module imports torch lazily: TensorBoard loads the plugin (``plugin.py``)
 from this package and must start without torch.

@@ -169,7 +169,8 @@ def backfill(
                 continue
             try:
                 add_rnn_units(
-                    writer, tag, rnn_module, probe, global_step=step, readout=readout_fn, rollout=rollout, **options
+                    writer, tag, rnn_module, probe, global_step=step, readout=readout_fn, rollout=rollout,
+                    model=model, **options
                 )
             except Exception as e:
                 if hasattr(e, "add_note"):  # Python 3.11+

@@ -14,6 +14,9 @@ import contextlib
 import dataclasses
 import inspect
 import numbers
+import os
+import sys
+import warnings
 from typing import Dict, Optional
 
 import torch
@@ -123,6 +126,7 @@ def compute_unit_features(
     *,
     readout=None,
     rollout=0,
+    model=None,
     layer=-1,
     signal=None,
     weighting=("top", "relu"),
@@ -140,10 +144,17 @@ def compute_unit_features(
       probe: a ``Probe`` with ``D == rnn.input_size``.
       readout: callable mapping a ``(B, H_top)`` top-layer hidden state (on
         the model's device and dtype) to a ``(B, D)`` prediction of the next
-        input; needed when ``rollout > 0``. An ``nn.Module``, a method of one,
-        or a function naming modules (``lambda h: model.head(h)``) puts them
-        in eval mode too, so rollouts never run dropout.
+        input; needed when ``rollout > 0``. An ``nn.Module`` or a method of
+        one is put in eval mode for the call, so rollouts never run dropout
+        nor update BatchNorm statistics. A plain function (a ``lambda``)
+        hides what it runs: pass ``model=``. Without it, the modules the
+        function names directly (``lambda h: model.head(h)`` names
+        ``model``) are put in eval mode too, but not those it reaches through
+        other objects, so a function readout with ``rollout > 0`` and no
+        ``model=`` gets a ``UserWarning`` (once per process).
       rollout: ``R``, the number of predictions fed back after each window.
+      model: the ``nn.Module`` holding the readout's modules (e.g. the whole
+        model), put in eval mode for the call and restored after.
       layer: whose units are shown (``-1``: the top layer).
       signal: ``"preactivation"`` (default for RNN), ``"hidden"`` (default
         for GRU/LSTM, allowed for all) or ``"cell"`` (LSTM).
@@ -160,19 +171,20 @@ def compute_unit_features(
       batch_size: windows processed together.
 
     Returns:
-      ``UnitFeatures``. Runs without autograd or autocast, in eval mode
-      (restored after); parameters, gradients and RNG states are untouched.
+      ``UnitFeatures``. Runs without autograd or autocast, with ``rnn``,
+      ``readout`` and ``model`` in eval mode (restored after); parameters,
+      gradients, BatchNorm statistics and RNG states are untouched.
 
     Raises:
-      TypeError: ``rnn`` or ``probe`` of an unsupported type.
+      TypeError: ``rnn``, ``probe`` or ``model`` of an unsupported type.
       ValueError: any other bad argument, naming it, or non-finite results.
     """
-    model = as_step_model(rnn, layer)
+    stepper = as_step_model(rnn, layer)
     if not isinstance(probe, Probe):
         raise TypeError(f"probe: expected a tensorboard_rnn_units.Probe, got {type(probe).__name__}")
-    if probe.input_size != model.input_size:
+    if probe.input_size != stepper.input_size:
         raise ValueError(
-            f"probe: inputs have D={probe.input_size}, but the rnn's input_size is {model.input_size}"
+            f"probe: inputs have D={probe.input_size}, but the rnn's input_size is {stepper.input_size}"
         )
     weightings = (weighting,) if isinstance(weighting, str) else weighting
     if (
@@ -184,26 +196,30 @@ def compute_unit_features(
         raise ValueError(
             f"weighting: expected one of {metadata.WEIGHTINGS} or a tuple of distinct ones, got {weighting!r}"
         )
-    signal = model.signals[0] if signal is None else signal
-    if signal not in model.signals:
+    signal = stepper.signals[0] if signal is None else signal
+    if signal not in stepper.signals:
         raise ValueError(
-            f"signal: {type(rnn).__name__} offers {tuple(model.signals)}, got {signal!r}"
+            f"signal: {type(rnn).__name__} offers {tuple(stepper.signals)}, got {signal!r}"
         )
     rollout = check_int("rollout", rollout, 0)
     if rollout > 0 and not callable(readout):
         raise ValueError("readout: a callable (B, H_top) -> (B, D) is required when rollout > 0")
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected the nn.Module that holds the readout's modules, got {type(model).__name__}")
+    if rollout > 0 and model is None and not _is_module_readout(readout):
+        _warn_once_about_function_readout()
     if isinstance(top_fraction, bool) or not isinstance(top_fraction, numbers.Real) or not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction: expected a number in (0, 1], got {top_fraction!r}")
     if context not in CONTEXTS:
         raise ValueError(f"context: expected one of {CONTEXTS}, got {context!r}")
     batch_size = check_int("batch_size", batch_size, 1)
 
-    state = model.initial_state(1)[0]
+    state = stepper.initial_state(1)[0]
     device, dtype = state.device, state.dtype
     # The first step reads TorchRecurrent's weights: inside, in eval mode (see cells.py).
-    with _measuring(device, rnn, *_readout_objects(readout)):
-        walker = _WindowWalker(model, probe, signal, context, batch_size, device, dtype)
-        sums = _Sums(probe, tuple(weightings), model.hidden_size, rollout, walker.labels, device, dtype)
+    with _measuring(device, rnn, model, *_readout_objects(readout)):
+        walker = _WindowWalker(stepper, probe, signal, context, batch_size, device, dtype)
+        sums = _Sums(probe, tuple(weightings), stepper.hidden_size, rollout, walker.labels, device, dtype)
         if "top" in weightings:
             signals = torch.cat([b.signal.to(sums.dtype) for b in walker.batches(with_state=False)])
             _check_finite("rnn", signals)
@@ -212,10 +228,10 @@ def compute_unit_features(
         for batch in walker.batches(with_state=rollout > 0):
             predictions = None
             if rollout > 0:
-                predictions = _roll_out(model, readout, batch.state, rollout, probe.input_size, signal)
+                predictions = _roll_out(stepper, readout, batch.state, rollout, probe.input_size, signal)
             sums.add(batch, walker.windows(batch), predictions)
-        sample = _sample_signals(model, probe, signal, context, batch_size, device, dtype)
-        return sums.result(probe, signal, model, context, top_fraction, sample)
+        sample = _sample_signals(stepper, probe, signal, context, batch_size, device, dtype)
+        return sums.result(probe, signal, stepper, context, top_fraction, sample)
 
 
 def _sample_signals(model, probe, signal, context, batch_size, device, dtype):
@@ -498,6 +514,38 @@ def _check_finite(source, values):
 
 def _not_finite(source):
     return ValueError(f"{source}: produced NaN or Inf on the probe; the features would be meaningless")
+
+
+def _is_module_readout(readout):
+    """Whether ``readout`` is an ``nn.Module`` or a bound method of one."""
+    return isinstance(readout, nn.Module) or isinstance(getattr(readout, "__self__", None), nn.Module)
+
+
+_warned_function_readout = False  # the warning below is given once per process
+
+
+def _warn_once_about_function_readout():
+    global _warned_function_readout
+    if _warned_function_readout:
+        return
+    _warned_function_readout = True
+    warnings.warn(
+        "readout: a function may run modules this package cannot see; pass model= (e.g. model=model, the "
+        "nn.Module holding the readout's layers) so that dropout and BatchNorm in the readout run in eval "
+        "mode while the units are measured (warned once per process)",
+        UserWarning,
+        stacklevel=_user_stacklevel(),
+    )
+
+
+def _user_stacklevel():
+    """``stacklevel`` for a warning raised by this function's caller that points at the first
+    frame outside this package: the user's call."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(2), 2  # the caller's caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _readout_objects(readout):

@@ -97,7 +97,10 @@ def add_unit_features(writer, tag, features, *, global_step, walltime=None):
     The step's data goes to ``<logdir>/plugins/rnn_units/`` of the writer's
     run, then its record to the event file. Steps must strictly increase
     per tag (TensorBoard keeps one value per step); a step that does not
-    gets a ``UserWarning``.
+    gets a ``UserWarning``. So does (once per name) a tag or run name (the
+    logdir's last folder) holding a character TensorBoard's default loader
+    cannot serve: ``"``, a backslash or a control character (newline, tab,
+    NUL, ...).
 
     Args:
       writer: ``torch.utils.tensorboard.SummaryWriter`` or tensorboardX's.
@@ -118,6 +121,7 @@ def _write(writer, file_writer, tag, features, global_step, walltime):
     """``add_unit_features``'s work; both public calls reach it at the same stack depth."""
     global_step = check_int("global_step", global_step, 0, 2**63 - 1)
     _check(tag, features)
+    _warn_unservable_names(tag, file_writer.get_logdir())
     previous = _previous(writer, tag, global_step, layout(features))
     header, shared, chunks = _encode(tag, features, previous)
     header["file"] = f"{global_step:012d}-{secrets.token_hex(6)}.rnnu"
@@ -139,6 +143,7 @@ def add_rnn_units(
     global_step,
     readout=None,
     rollout=0,
+    model=None,
     weighting=("top", "relu"),
     walltime=None,
     **options,
@@ -149,16 +154,19 @@ def add_rnn_units(
     required: a positional step would silently land elsewhere. Both
     weightings are logged by default, computed together (windows and
     rollouts run once), so the viewer can switch between them (``"top"``
-    first: it is shown by default). ``options`` go to
-    ``compute_unit_features`` (``layer``, ``signal``, ``top_fraction``,
-    ``context``, ``batch_size``); see ``add_unit_features`` for the rest.
+    first: it is shown by default). ``readout`` and ``model`` are
+    ``compute_unit_features``'s: pass ``model=`` (the ``nn.Module`` holding
+    the readout's layers) with a ``lambda`` readout, so that its dropout and
+    BatchNorm run in eval mode. ``options`` go to ``compute_unit_features``
+    too (``layer``, ``signal``, ``top_fraction``, ``context``,
+    ``batch_size``); see ``add_unit_features`` for the rest.
 
     Returns:
       the ``UnitFeatures`` written.
     """
     file_writer = _file_writer(writer)
     features = compute_unit_features(
-        rnn, probe, readout=readout, rollout=rollout, weighting=weighting, **options
+        rnn, probe, readout=readout, rollout=rollout, model=model, weighting=weighting, **options
     )
     _write(writer, file_writer, tag, features, global_step, walltime)
     return features
@@ -169,6 +177,26 @@ def _check(tag, features):
         raise ValueError(f"tag: expected a non-empty string, got {tag!r}")
     if not isinstance(features, UnitFeatures):
         raise TypeError(f"features: expected UnitFeatures from compute_unit_features, got {type(features).__name__}")
+
+
+_warned_names = set()  # (what, name) already warned about: once per name per process
+
+
+def _warn_unservable_names(tag, logdir):
+    """Warns, at the user's call via ``_write``, about a tag or run name holding a character that
+    JSON escapes (``"``, a backslash, a control character such as a newline, tab or NUL): TensorBoard's
+    default loader (RustBoard, ``--load_fast=true``) cannot parse its blob keys then."""
+    run = os.path.basename(os.path.normpath(logdir))
+    for what, name in (("tag", tag), ("run name", run)):
+        char = next((c for c in name if c in '"\\' or c < " "), None)
+        if char is not None and (what, name) not in _warned_names:
+            _warned_names.add((what, name))
+            warnings.warn(
+                f"{what} {name!r} holds {char!r}, which TensorBoard's default loader (RustBoard, "
+                "--load_fast=true) cannot serve: it answers 'failed to parse blob key: BadJson(...)' "
+                "for this plugin's data; replace it, e.g. with '_'",
+                stacklevel=4,  # the user's call of add_unit_features or add_rnn_units, via _write
+            )
 
 
 def _encode(tag, features, previous=None):
