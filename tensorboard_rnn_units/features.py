@@ -434,8 +434,11 @@ class _Sums:
             sums["average"] += wt @ windows
             if predictions is not None:
                 sums["rollout"] += wt @ predictions
-            sums["weight"] += w.sum(0)
-            sums["weight_sq"] += (w * w).sum(0)
+            # Weights and their squares in the accumulator's precision: in float32, w * w
+            # underflows (w < 1e-19) or overflows (w > 1e19) and the ESS leaves [0, 1].
+            wide = w.to(sums["weight"].dtype)
+            sums["weight"] += wide.sum(0)
+            sums["weight_sq"] += (wide * wide).sum(0)
             sums["active"] += (w > 0).sum(0)
             sums["position"] += _sum_by(w, batch.position, sums["position"].shape[0])
             if classes is not None:
@@ -444,6 +447,7 @@ class _Sums:
     def result(self, probe, signal, model, context, top_fraction, sample):
         if not self.finite:
             raise _not_finite("rnn")
+        self._check_overflow(probe)
         cpu = lambda t: t.to("cpu", torch.float64)
         n = self.count
         weighted = {}
@@ -454,6 +458,7 @@ class _Sums:
             safe = torch.where(dead, torch.ones_like(total), total)
             per_unit = lambda t: torch.where(dead[:, None], torch.zeros_like(t), t / safe[:, None])
             ess = torch.where(dead, torch.zeros_like(total), total**2 / (sums["weight_sq"].clamp_min(1e-300) * n))
+            ess = ess.clamp_max(1.0)  # <= 1 (Cauchy-Schwarz); more only if w * w underflowed float64
             weighted[name] = WeightedFeatures(
                 average=per_unit(sums["average"]).reshape(-1, probe.window, probe.input_size),
                 rollout=per_unit(sums["rollout"]).reshape(-1, self.rollout, probe.input_size) if self.rollout else None,
@@ -466,6 +471,7 @@ class _Sums:
                 dead=dead,
             )
             _check_finite("readout", weighted[name].rollout)
+        _check_finite("readout", self.rollout_sum)
         return UnitFeatures(
             weighted=weighted,
             signal_mean=cpu(self.signal_sum) / n,
@@ -483,6 +489,24 @@ class _Sums:
             display=probe.display,
             probe_fingerprint=probe.fingerprint,
         )
+
+    def _check_overflow(self, probe):
+        """Finite signals can still overflow the sums of products taken in ``self.dtype``
+        (e.g. inputs of 1e30 weighted by signals of 1e10 in float32): name the culprit
+        rather than return NaN. Rollout sums are the readout's (checked after)."""
+        finite = lambda *ts: all(bool(torch.isfinite(t).all()) for t in ts)
+        keys = ("weight", "weight_sq", "active", "position", "class")
+        if not finite(self.signal_sum, *(s[k] for s in self.by_weighting.values() for k in keys)):
+            raise ValueError(
+                f"rnn: its signals overflow {self.dtype} when summed over the probe's windows "
+                f"(largest {float(self.signal_max.max()):.3g}); has the model diverged?"
+            )
+        if not finite(self.window_sum, *(s["average"] for s in self.by_weighting.values())):
+            largest = float(probe.sequences.abs().max())
+            raise ValueError(
+                f"probe: its inputs (up to |x| = {largest:.3g}) weighted by the units' signals overflow "
+                f"{self.dtype}; rescale the sequences (or measure a float64 model)"
+            )
 
 
 def _accumulator_dtype(device):

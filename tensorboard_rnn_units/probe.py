@@ -70,6 +70,12 @@ class Probe:
         window = check_int("window", window, 1, t, hint=f" (T={t})")
         if not torch.isfinite(x).all():
             raise ValueError("sequences: contains NaN or Inf values")
+        if x.dtype == torch.float64 and x.abs().max() > FLOAT32_MAX:
+            # The fingerprint hashes them as float32 and the logged arrays are float32 at most.
+            raise ValueError(
+                f"sequences: values up to |x| = {float(x.abs().max()):.3g} are beyond float32's range "
+                f"({FLOAT32_MAX:.3g}), in which they are hashed and logged; rescale them"
+            )
         if display not in metadata.DISPLAYS:
             raise ValueError(f"display: expected one of {metadata.DISPLAYS}, got {display!r}")
         self.sequences = x
@@ -148,7 +154,13 @@ class Probe:
         key = (str(device), dtype)
         if key not in self._cache:
             labels = None if self.labels is None else self.labels.to(device)
-            self._cache[key] = (self.sequences.to(device, dtype), labels)
+            sequences = self.sequences.to(device, dtype)
+            if not torch.isfinite(sequences).all():  # e.g. beyond a float16 model's range
+                raise ValueError(
+                    f"probe: its sequences (up to |x| = {float(self.sequences.abs().max()):.3g}) "
+                    f"overflow the model's {dtype}; rescale them"
+                )
+            self._cache[key] = (sequences, labels)
         return self._cache[key]
 
 
@@ -158,6 +170,8 @@ def _as_tensor(name, value):
     except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{name}: expected a tensor or array of numbers ({e})") from None
 
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 # Prefix of the data hashed into Probe.fingerprint: change it when that data changes.
 FINGERPRINT_VERSION = b"rnn_units.probe.v1"
