@@ -52,7 +52,7 @@ export class App {
     // What the server said so far.
     this.tags = null;             // {run: {tag: description}} of the last poll
     this.tagsError = null;        // why the last poll failed, if it did
-    this.problems = [];           // [{run, tag, reason}] of unreadable tags, when none is readable
+    this.problems = [];           // [{run, tag, reason}] of unreadable tags (/problems, each poll)
     this.steps = new Map();       // JSON [run, tag] -> [{step, wall_time}] ascending, or an Error
     this.stepsLoading = new Set(); // JSON [run, tag] being fetched
     this.store = new Store({onLoad: () => this.renderSoon()});  // /features blocks
@@ -93,9 +93,12 @@ export class App {
     });
     this.panel = new AnalysisPanel({onPickSteps: (a, b) => this.compareSteps(a, b)});
     this.notice = el("div", {class: "notice", role: "status"});
+    // Tags that cannot be read while others can (render: problemsNotice).
+    this.problemsNote = el("p", {class: "problems-note", role: "status", "data-testid": "problems-note",
+      hidden: true});
     this.compareBar.element.hidden = true;
     this.header = el("header", {class: "top"}, this.controls.element, this.stepper.element, this.compareBar.element);
-    this.main = el("main", {}, this.notice, this.grid.element, this.panel.element);
+    this.main = el("main", {}, this.problemsNote, this.notice, this.grid.element, this.panel.element);
     root.append(this.header, this.main, this.detail.element);
     this.setNotice("Loading…");
     window.addEventListener("resize", () => this.renderSoon());  // refits the grid unless zoomed
@@ -146,6 +149,9 @@ export class App {
     }
     if (!ORDERS.some(([name]) => name === s.order) || (s.order === "change" && !s.compare)) s.order = "index";
     this.state = s;
+    // A manual change of run, tag or step tries failed steps again at once.
+    if (s.run !== old.run || s.tag !== old.tag || s.step !== old.step
+        || JSON.stringify(s.compare) !== JSON.stringify(old.compare)) this.store.retryNow();
     if ((s.run !== old.run || s.tag !== old.tag) && this.steps.has(JSON.stringify([s.run, s.tag]))) {
       this.loadSteps(s.run, s.tag);  // a selection seen before: its steps may have grown since
     }
@@ -275,9 +281,9 @@ export class App {
   async reload() {
     let changed = false;
     try {
-      const tags = await fetchTags();
-      // Only when nothing is readable: then the page says why instead of "no data".
-      const problems = Object.keys(tags).length ? [] : await fetchProblems();
+      // /problems reads only the tags' metadata: cheap enough for every poll. When it fails the
+      // last answer stands (the tags still load).
+      const [tags, problems] = await Promise.all([fetchTags(), fetchProblems().catch(() => this.problems)]);
       changed = JSON.stringify(tags) !== JSON.stringify(this.tags) || this.tagsError !== null
         || JSON.stringify(problems) !== JSON.stringify(this.problems);
       this.tags = tags;
@@ -287,8 +293,8 @@ export class App {
       changed = this.tagsError?.message !== e.message;
       this.tagsError = e;
     }
-    // Failed fetches are tried again once a poll.
-    if (this.store.forgetErrors() + this.answers.forgetErrors()) changed = true;
+    // Failed steps are fetched again after 1 poll, then 2, 4, ... (store.poll); other answers each poll.
+    if (this.store.poll() + this.answers.forgetErrors()) changed = true;
     if (this.history?.value instanceof Error) {
       this.historyKey = null;
       changed = true;
@@ -497,6 +503,9 @@ export class App {
   render() {
     const s = this.state;
     if (s.unit < 0 && this.detail.element.open) this.detail.element.close();
+    const [title, list] = s.run && this.problems?.length ? problemsNotice(this.problems, true) : ["", ""];
+    this.problemsNote.textContent = title && `${title} ${list}`;
+    this.problemsNote.hidden = !title;
     if (!this.tags) {
       if (this.tagsError) this.setNotice("Could not load the runs.", this.tagsError.message, true);
       return;
@@ -552,6 +561,7 @@ export class App {
     if (!plan.painter) {
       this.drawn = null;
       this.grid.unset();
+      this.grid.setCaption(`${s.run} · ${s.tag}`);
       return [`This tag's display “${plan.header.display}” cannot be drawn by this version of the RNN Units tab.`,
         `It draws ${Object.keys(PAINTERS).join(", ")}; a newer tensorboard-rnn-units may draw this one.`];
     }
@@ -561,10 +571,11 @@ export class App {
     const ready = !plan.waiting && plan.loads.every(loaded);
     const failed = plan.loads.map(([side, b]) => this.store.error(side.run, side.tag, side.step, b)).find(Boolean);
 
-    // Keep the step drawn until the selected one is ready, unless another run or tag was selected
-    // (outside compare mode: there, cells load as placeholders).
+    // Keep the step drawn until the selected one is ready, unless it failed (then its cells are
+    // placeholders, greyed) or another run or tag was selected (outside compare mode: there, cells
+    // load as placeholders).
     const old = this.drawn?.sides;
-    const keepOld = !ready && old?.length === 1 && wanted.length === 1 && old[0].run === s.run
+    const keepOld = !ready && !failed && old?.length === 1 && wanted.length === 1 && old[0].run === s.run
       && old[0].tag === s.tag && old[0].step !== s.step;
     const sides = keepOld ? old : wanted;
     if (keepOld) plan = this.plan(sides);
@@ -589,6 +600,10 @@ export class App {
         : `Step ${side.step}${b ? ` (${"AB"[k]})` : ""} was logged without the ${s.weighting} weighting; showing ${logged}.`;
     });
     this.grid.say([...notes, this.ordering.error ?? ""].filter(Boolean).join(" "));
+    // What is drawn, in words: a grid left from another run or step cannot pass for the selected one.
+    const where = b ? `A: step ${a.step} · B: ${b.run === a.run ? "" : `${b.run}, `}step ${b.step}` : `step ${a.step}`;
+    this.grid.setCaption(`${a.run} · ${a.tag} · ${where}` +
+      (keepOld ? ` (loading step ${s.step}…)` : failed ? " — could not be loaded" : ""));
     // data-step: the step shown (A's in compare mode), once any of its units are (cells still
     // loading are placeholders); data-step-a/-b and data-compare-run once every cell on screen is drawn.
     const known = keepOld || this.store.header(a.run, a.tag, a.step);
@@ -598,7 +613,7 @@ export class App {
       data: {order: order.valid ? this.ordering.name : "index", compare: b ? mode : null,
         stepA: drawnPair(a.step), stepB: drawnPair(b?.step), compareRun: drawnPair(b?.run)},
       what: mode === "diff" ? "B − A" : s.diff ? "difference from the probe mean" : "",
-      poorMatches: Boolean(b?.units), unit: mode === "pair" ? "pair" : "cell"});
+      poorMatches: Boolean(b?.units), unit: mode === "pair" ? "pair" : "cell", failed: Boolean(failed)});
     if (match instanceof Error) return ["Could not match the units of the two runs.", match.message, true];
     return failed ? [`Could not load step ${b ? `${a.step} or ${b.step}` : s.step}.`, failed.message, true] : null;
   }
@@ -738,12 +753,16 @@ export class App {
   }
 }
 
-/** [title, text] of the notice for a logdir whose only rnn_units tags cannot be read. */
-function problemsNotice(problems) {
+/**
+ * [title, text] of the notice for a logdir with rnn_units tags that cannot be
+ * read: its only ones, or (`some`) beside readable ones.
+ */
+function problemsNotice(problems, some = false) {
   const newer = problems.some((p) => /newer than this tensorboard_rnn_units/.test(p.reason));
+  const what = some ? "Some runs here were" : "This logdir was";
   const title = newer
-    ? "This logdir was written by a newer tensorboard-rnn-units: upgrade the package (pip install -U tensorboard-rnn-units)."
-    : "This logdir has RNN unit data that cannot be read.";
+    ? `${what} written by a newer tensorboard-rnn-units: upgrade the package (pip install -U tensorboard-rnn-units).`
+    : some ? "Some RNN unit data here cannot be read:" : "This logdir has RNN unit data that cannot be read.";
   const list = problems.slice(0, 5).map((p) => `${p.run} / ${p.tag}: ${p.reason}`).join(" · ");
   return [title, list + (problems.length > 5 ? ` · and ${problems.length - 5} more` : "")];
 }

@@ -12,6 +12,7 @@ import {fetchFeatures} from "./model.js";
 
 export const BLOCK_UNITS = 256;
 const BUDGET_BYTES = 64 * 2 ** 20;
+const RETRY_CAP_POLLS = 16;  // a failed block is fetched again at least every 16 polls
 
 export class Store {
   /**
@@ -51,20 +52,21 @@ export class Store {
   }
 
   /**
-   * Starts fetching the block unless it is loaded, loading or failed (see
-   * forgetErrors). Returns a promise of the decoded block that never
-   * rejects: it resolves to undefined on failure.
+   * Starts fetching the block unless it is loaded, loading, or failed and
+   * not due for a retry (see poll). Returns a promise of the decoded block
+   * that never rejects: it resolves to undefined on failure.
    */
   load(run, tag, step, block) {
     const key = JSON.stringify([run, tag, step, block]);
     let entry = this.entries.get(key);
-    if (entry) return entry.promise;
-    entry = {value: undefined, error: undefined, bytes: 0};
+    if (entry && !entry.due) return entry.promise;
+    // A failed block keeps its error (and so its message on screen) until a retry succeeds.
+    entry ??= {value: undefined, error: undefined, bytes: 0, failures: 0, wait: 0};
+    entry.due = false;
     const units = [block * BLOCK_UNITS, (block + 1) * BLOCK_UNITS];
     entry.promise = this.fetchBlock(run, tag, step, units).then((value) => {
       if (this.entries.get(key) !== entry) return value;  // forgotten meanwhile
-      entry.value = value;
-      entry.bytes = value.bytes ?? 0;
+      Object.assign(entry, {value, error: undefined, failures: 0, bytes: value.bytes ?? 0});
       this.bytes += entry.bytes;
       this.headers.set(JSON.stringify([run, tag, step]), value.header);
       this.evict(key);
@@ -72,22 +74,42 @@ export class Store {
       return value;
     }, (error) => {
       entry.error = error;
+      entry.failures++;
+      // Tried again after 1 poll, then 2, 4, ... up to RETRY_CAP_POLLS.
+      entry.wait = Math.min(RETRY_CAP_POLLS, 2 ** (entry.failures - 1));
+      this.onLoad();
       return undefined;
     });
     this.entries.set(key, entry);
     return entry.promise;
   }
 
-  /** Forgets failed fetches, so the next `load` tries again (the app does it when it polls); returns how many. */
-  forgetErrors() {
-    let count = 0;
-    for (const [key, entry] of this.entries) {
-      if (entry.error) {
-        this.entries.delete(key);
-        count++;
+  /**
+   * Counts a poll for the failed blocks' backoff; returns how many became
+   * due, so that the next `load` of them fetches again (the app calls it
+   * when it polls and renders when it returns more than 0).
+   */
+  poll() {
+    let due = 0;
+    for (const entry of this.entries.values()) {
+      if (entry.error && !entry.due && --entry.wait <= 0) {
+        entry.due = true;
+        due++;
       }
     }
-    return count;
+    return due;
+  }
+
+  /** Makes every failed block due at once (a manual change of step or run); returns how many. */
+  retryNow() {
+    let due = 0;
+    for (const entry of this.entries.values()) {
+      if (entry.error && !entry.due) {
+        entry.due = true;
+        due++;
+      }
+    }
+    return due;
   }
 
   /** Drops least recently used loaded blocks until within budget, never `keep`. */

@@ -828,3 +828,112 @@ def test_a_logdir_of_a_newer_version_says_to_upgrade(browser_context, tmp_path):
         expect(notice).to_contain_text("upgrade the package")
         expect(notice).to_contain_text("future / rnn/units: plugin content: format version 99 is newer")
         page.close()
+
+
+# A run whose step 1 cannot be read (a data blob cut short) between two good steps,
+# and a run written by a newer version, beside it.
+BROKEN_RUN = "broken"
+FUTURE_RUN = "future"
+
+
+@pytest.fixture(scope="module")
+def partial_url(tmp_path_factory):
+    """A small TensorBoard of BROKEN_RUN (steps 0-2, step 1 unreadable) and FUTURE_RUN (format 99)."""
+    path = tmp_path_factory.mktemp("partial_logdir")
+    features = support.write_run(path / "scratch", "r", [0, 1, 2], units=3)
+    with SummaryWriter(path / "logs" / BROKEN_RUN) as writer:
+        for step in [0, 1, 2]:
+            summary = rnn_units.rnn_units_pb(support.TAG, features[step])
+            if step == 1:
+                summary.value[0].tensor.string_val[1] = b"short"  # the shared arrays, cut short
+            writer._get_file_writer().add_summary(summary, step)
+    summary = rnn_units.rnn_units_pb(support.TAG, features[0])
+    value = summary.value[0]
+    content = json.loads(value.metadata.plugin_data.content)
+    value.metadata.plugin_data.content = json.dumps(dict(content, version=99)).encode()
+    with SummaryWriter(path / "logs" / FUTURE_RUN) as writer:
+        writer._get_file_writer().add_summary(summary, 0)
+    with support.tensorboard(path / "logs", load_fast=True) as url:
+        wait_for_steps(url, BROKEN_RUN, 2)
+        yield url
+
+
+@contextlib.contextmanager
+def plugin_page(browser_context, url):
+    """The plugin's page alone (no TensorBoard around it); asserts no uncaught errors or dialogs."""
+    page = browser_context.new_page()
+    errors, dialogs = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{url}/data/plugin_entry.html?name=rnn_units")
+    yield page
+    page.close()
+    assert errors == [] and dialogs == []
+
+
+def test_an_unreadable_step_is_named_greyed_retried_with_backoff_and_counted_in_the_detail(
+        browser_context, partial_url):
+    def step_one_requests():
+        queries = [(urllib.parse.urlparse(u).path, dict(urllib.parse.parse_qsl(urllib.parse.urlparse(u).query)))
+                   for u in requests]
+        return [q for path, q in queries if path.endswith("/features") and q.get("step") == "1"]
+
+    with plugin_page(browser_context, partial_url) as page:
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        grid, caption = page.get_by_test_id("unit-grid"), page.get_by_test_id("grid-caption")
+        expect(grid).to_have_attribute("data-step", "2", timeout=30_000)
+        expect(caption).to_have_text(f"{BROKEN_RUN} · {support.TAG} · step 2")
+        expect(grid).not_to_have_attribute("data-failed", re.compile(".*"))
+
+        page.get_by_role("button", name="Previous step").click()
+        notice = page.get_by_role("status").filter(has_text="Could not load step 1.")
+        expect(notice).to_be_visible()
+        # The old drawing is not left as if it were step 1: placeholders, greyed.
+        expect(grid).to_have_attribute("data-failed", "true")
+        expect(grid).to_have_class(re.compile(r"\bfailed\b"))
+        expect(grid).not_to_have_attribute("data-step", re.compile(".*"))
+        expect(caption).to_contain_text(f"{BROKEN_RUN} · {support.TAG} · step 1")
+        expect(caption).to_contain_text("could not be loaded")
+        page.screenshot(path=str(ARTIFACTS / "grid-unreadable-step.png"))
+
+        # Polled every second: retried after 1 poll, then 2 (then 4), not each poll; the error
+        # stays on screen meanwhile.
+        for _ in range(30):
+            page.wait_for_timeout(150)
+            assert notice.is_visible(), "the error went away before the step loaded"
+        assert 2 <= len(step_one_requests()) <= 3, step_one_requests()
+
+        # A manual change of step tries again at once.
+        page.get_by_role("button", name="Next step").click()
+        expect(grid).to_have_attribute("data-step", "2")
+        expect(grid).not_to_have_attribute("data-failed", re.compile(".*"))
+        expect(notice).to_be_hidden()
+        before = len(step_one_requests())
+        page.get_by_role("button", name="Previous step").click()
+        page.wait_for_timeout(300)  # less than a poll; Playwright reports requests while it waits
+        assert len(step_one_requests()) > before, "step 1 was not fetched again at once"
+        expect(notice).to_be_visible()
+
+        # The filmstrip of a unit says a step is missing from it, and why.
+        page.get_by_role("button", name="Next step").click()
+        expect(grid).to_have_attribute("data-step", "2")
+        grid.click(position={"x": 5, "y": 5})  # unit 0
+        detail = page.get_by_test_id("unit-detail")
+        expect(detail.locator("canvas.filmstrip")).to_be_visible(timeout=30_000)
+        expect(detail).to_contain_text("2 logged steps")
+        expect(detail).to_contain_text("1 step is not shown: it could not be read (step 1: ")
+        page.screenshot(path=str(ARTIFACTS / "detail-unreadable-step.png"))
+
+
+def test_a_run_of_a_newer_version_is_named_beside_the_readable_ones(browser_context, partial_url):
+    with plugin_page(browser_context, partial_url) as page:
+        grid = page.get_by_test_id("unit-grid")
+        expect(grid).to_have_attribute("data-step", "2", timeout=30_000)
+        expect(grid).to_have_attribute("aria-busy", "false")
+        note = page.get_by_test_id("problems-note")
+        expect(note).to_contain_text("upgrade the package")
+        expect(note).to_contain_text(f"{FUTURE_RUN} / {support.TAG}: plugin content: format version 99 is newer")
+        expect(page.get_by_test_id("run-select").locator("option")).to_have_text([BROKEN_RUN])
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "grid-beside-newer-run.png"))

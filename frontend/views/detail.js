@@ -118,7 +118,7 @@ export class DetailView {
         : history ? `not drawn: display ${history.header.display}` : "loading…";
       return;
     }
-    const {steps, other_layout_steps: others = []} = history.header;
+    const {steps, other_layout_steps: others = [], unreadable_steps: unreadable = []} = history.header;
     this.steps = steps;
     // The filmstrip stacks one layout's steps, which may lack the weighting shown.
     const stripWeighting = weightingOf(history, weighting);
@@ -139,7 +139,10 @@ export class DetailView {
     this.stripNote.textContent = `${steps.length} logged steps, ${steps[0]}–${steps.at(-1)}` +
       `${stripWeighting === weighting ? "" : `, ${stripWeighting} weighting`}; click one to show it` +
       (others.length ? `. ${others.length} ${others.length === 1 ? "step was" : "steps were"} logged ` +
-        "with another layout (e.g. a resized layer) and are not shown" : "");
+        "with another layout (e.g. a resized layer) and are not shown" : "") +
+      (unreadable.length ? `. ${unreadable.length} ${unreadable.length === 1 ? "step is" : "steps are"} not shown: ` +
+        `${unreadable.length === 1 ? "it" : "they"} could not be read (step ${unreadable[0].step}: ` +
+        `${unreadable[0].reason}${unreadable.length > 1 ? "; …" : ""})` : "");
   }
 
   renderStats(stats, numWindows, weighting, fingerprint) {

@@ -22,10 +22,12 @@ export class GridView {
     this.scaleNote = el("span", {class: "legend-note"});
     this.poorKey = el("span", {class: "legend-poor", hidden: true}, el("span", {class: "poor-swatch"}), "no good match");
     this.readout = el("span", {class: "readout", "aria-live": "polite"});
+    this.what = el("span", {class: "grid-what", "data-testid": "grid-caption"});
     this.note = el("span", {class: "grid-note", role: "status", hidden: true});
     this.scroller = el("div", {class: "grid-scroll"}, canvas);
     this.element = el("section", {class: "grid-view"},
       el("div", {class: "grid-caption"},
+        this.what,
         el("span", {class: "legend"}, this.lo, this.bar, this.hi, this.scaleNote),
         el("span", {class: "legend-dead"}, el("span", {class: "dead-swatch"}), "dead unit"),
         this.poorKey,
@@ -64,15 +66,20 @@ export class GridView {
    * colours show, for the legend (e.g. "B − A"); poorMatches: whether cells
    * may be outlined as "no good match" (a legend entry); unit: what one
    * colour scale spans when not shared ("cell", "pair"). options: diverging,
-   * shared, highlight (see FrameGrid.paint).
+   * shared, highlight (see FrameGrid.paint). failed: the step's fetch
+   * failed (its cells are placeholders): the canvas is greyed, data-failed.
    */
-  draw(layout, {display, step, frameAt, data = {}, what = "", poorMatches = false, unit = "cell", ...options}) {
+  draw(layout, {display, step, frameAt, data = {}, what = "", poorMatches = false, unit = "cell", failed = false,
+    ...options}) {
     this.frames.setLayout(layout);
     const [first, last] = this.visibleUnits(layout);
     let loading = 0;
     const range = this.frames.paint(first, last, (unit) => frameAt(unit) ?? (loading++, null), options);
     const canvas = this.frames.canvas;
-    canvas.setAttribute("aria-busy", String(loading > 0));
+    canvas.setAttribute("aria-busy", String(loading > 0 && !failed));
+    canvas.classList.toggle("failed", failed);
+    if (failed) canvas.dataset.failed = "true";
+    else delete canvas.dataset.failed;
     canvas.dataset.units = String(layout.count);
     canvas.dataset.display = display;
     for (const [name, value] of Object.entries(data)) {
@@ -104,6 +111,11 @@ export class GridView {
   unset() {
     delete this.frames.canvas.dataset.display;
     delete this.frames.canvas.dataset.step;
+  }
+
+  /** Which run, tag and step the grid draws, e.g. "train · rnn/units · step 5" (text, never HTML). */
+  setCaption(text) {
+    this.what.textContent = text;
   }
 
   /** A short notice above the grid, e.g. that a step lacks the selected weighting ("" clears it). */
