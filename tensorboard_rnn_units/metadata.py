@@ -212,10 +212,6 @@ class StepLayout:
     def num_chunks(self):
         return -(-self.units // self.chunk_units)
 
-    @property
-    def file_size(self):
-        return self.shared_nbytes + self.units * self.record.itemsize
-
     def chunks(self, start, stop):
         """Indices of the chunks holding units ``start..stop-1``."""
         return range(start // self.chunk_units, -(-stop // self.chunk_units))
@@ -236,12 +232,6 @@ class StepLayout:
         if len(data) != nbytes:
             raise ValueError(f"array {name!r} has {len(data)} bytes, expected {nbytes}")
         return _view(data, spec["dtype"], spec["shape"], 0), spec["axes"]
-
-    def decode_shared(self, data):
-        """``{name: (array, axes)}`` of every whole array, from the shared part's bytes."""
-        if len(data) < self.shared_nbytes:
-            raise ValueError(f"shared part has {len(data)} bytes, expected {self.shared_nbytes}")
-        return {name: self.decode_whole(name, data[o : o + n]) for name, (_, o, n) in self.whole.items()}
 
     def decode_units(self, data, start, stop, names=None):
         """``{name: (array, axes)}`` of the per-unit arrays (those in ``names``
