@@ -84,7 +84,24 @@ async function fetchOk(url) {
 }
 
 async function fetchJson(url) {
-  return (await fetchOk(url)).json();
+  return parseJson(await (await fetchOk(url)).text());
+}
+
+/**
+ * JSON.parse that keeps integers beyond 2**53 exact, as their decimal
+ * strings: steps are int64, and a rounded step names another one (or none).
+ * Such a step is then a string wherever it travels (URLs, labels, equality);
+ * only "nearest step" arithmetic sees it rounded.
+ */
+export function parseJson(text) {
+  return JSON.parse(text, (key, value, context) =>
+    Number.isInteger(value) && !Number.isSafeInteger(value) && context?.source ? context.source : value);
+}
+
+/** A step typed by the user: a number, or its digits when beyond 2**53 (see parseJson). */
+export function typedStep(text) {
+  const number = Number(text);
+  return Number.isSafeInteger(number) || !/^-?[0-9]+$/.test(text.trim()) ? number : text.trim();
 }
 
 async function fetchWire(url) {
@@ -109,7 +126,7 @@ const ITEM_SIZES = {float16: 2, float32: 4, uint8: 1};
 export function decodeWire(buffer) {
   if (buffer.byteLength < 4) throw new FetchError("response too short for the wire format");
   const n = new DataView(buffer).getUint32(0, true);
-  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, n)));
+  const header = parseJson(new TextDecoder().decode(new Uint8Array(buffer, 4, n)));
   const arrays = {};
   const ignored = [];
   let bytes = buffer.byteLength;
@@ -304,8 +321,9 @@ export function changeScores(answer, weighting) {
 
 /** {step, note}: the logged step nearest to `wanted` in `steps` ([{step}]), and a note when it is not `wanted`. */
 export function nearestStep(steps, wanted) {
-  const step = steps[nearestIndex(steps.map((s) => s.step), wanted)].step;
-  return {step, note: step === wanted ? "" : `Step ${wanted} was not logged; showing the nearest, ${step}.`};
+  const exact = steps.find((s) => String(s.step) === String(wanted));
+  const step = exact ? exact.step : steps[nearestIndex(steps.map((s) => s.step), wanted)].step;
+  return {step, note: exact ? "" : `Step ${wanted} was not logged; showing the nearest, ${step}.`};
 }
 
 /** The value of a decoded array at `index`, {axis name: position} (e.g. {transition: 2, unit: 7}). */

@@ -937,3 +937,26 @@ def test_a_run_of_a_newer_version_is_named_beside_the_readable_ones(browser_cont
         expect(page.get_by_test_id("run-select").locator("option")).to_have_text([BROKEN_RUN])
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "grid-beside-newer-run.png"))
+
+
+HUGE_STEPS = [2**53 + 1, 2**53 + 2]  # one JavaScript number: only their strings tell them apart
+
+
+def test_steps_beyond_2_53_are_each_viewable(browser_context, tmp_path):
+    """int64 steps stay exact from the server to the page and back (the API allows up to 2**63 - 1)."""
+    logged = support.write_run(tmp_path, "huge", HUGE_STEPS, units=3)
+    with support.tensorboard(tmp_path, load_fast=True) as url:
+        wait_for_steps(url, "huge", HUGE_STEPS[-1])
+        with plugin_page(browser_context, url) as page:
+            grid = page.get_by_test_id("unit-grid")
+            expect(grid).to_have_attribute("data-step", str(HUGE_STEPS[1]), timeout=30_000)
+            latest = grid.evaluate("canvas => canvas.toDataURL()")
+            page.get_by_role("button", name="Previous step").click()
+            expect(grid).to_have_attribute("data-step", str(HUGE_STEPS[0]))
+            expect(page.get_by_test_id("step-input")).to_have_value(str(HUGE_STEPS[0]))
+            assert grid.evaluate("canvas => canvas.toDataURL()") != latest  # the other step's data
+            step_input = page.get_by_test_id("step-input")
+            step_input.fill(str(HUGE_STEPS[1]))
+            step_input.press("Enter")
+            expect(grid).to_have_attribute("data-step", str(HUGE_STEPS[1]))
+    assert sorted(logged) == HUGE_STEPS

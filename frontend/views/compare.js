@@ -6,7 +6,7 @@
 // shared by the summary, the hover readout and the unit detail.
 
 import {el, fmt} from "./dom.js";
-import {changeScores} from "../model.js";
+import {changeScores, typedStep} from "../model.js";
 
 export class CompareBar {
   /** onStepA(step) and onStepB(step) for a typed step, onRun(run) for B's run, onDiff(boolean). */
@@ -61,7 +61,7 @@ function stepBox(testid, label, onTyped) {
   input.addEventListener("input", () => { editing = true; });
   input.addEventListener("change", () => {
     editing = false;
-    if (input.value !== "") onTyped(Number(input.value));
+    if (input.value !== "") onTyped(typedStep(input.value));
   });
   input.show = (step) => {
     if (!editing && step !== null) input.value = String(step);

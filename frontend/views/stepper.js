@@ -2,6 +2,7 @@
 // left and right arrow keys, and a box to type an exact step.
 
 import {el} from "./dom.js";
+import {typedStep} from "../model.js";
 
 export class Stepper {
   /**
@@ -28,7 +29,7 @@ export class Stepper {
     this.input.addEventListener("input", () => { this.editing = true; });
     this.input.addEventListener("change", () => {
       this.editing = false;
-      if (this.input.value !== "") onTyped(Number(this.input.value));
+      if (this.input.value !== "") onTyped(typedStep(this.input.value));
     });
     document.addEventListener("keydown", (e) => {
       // Form fields keep their own arrow keys (the slider moves itself).
