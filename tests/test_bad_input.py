@@ -92,6 +92,7 @@ def _compute(rnn=None, probe=None, **kwargs):
         (dict(rnn=nn.Linear(3, 4)), TypeError, r"rnn: unsupported type Linear; expected one of nn.RNN, nn.GRU, nn.LSTM, nn.RNNCell, nn.GRUCell, nn.LSTMCell"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:readout. a function may run modules:UserWarning")  # its own test is in test_model_state
 def test_compute_rejects(kwargs, error, match):
     with pytest.raises(error, match=match):
         _compute(**kwargs)
