@@ -48,6 +48,7 @@ class StepReader:
         self._series = {}  # (experiment, run, tag) -> (listing key, data ascending by step)
         self._steps = collections.OrderedDict()  # (experiment, run, tag, step, wall time) -> Step
         self._warned_unreadable = False
+        self._warned_steps = set()  # unreadable latest steps already logged
 
     def tags(self, ctx, experiment):
         """``{run: {tag: step data ascending by step}}`` of every tag whose metadata is readable."""
@@ -133,7 +134,10 @@ class StepReader:
             try:
                 return self.step(ctx, experiment, run, tag, datum)
             except errors.NotFoundError as e:
-                logger.warning("%s", e)
+                key = (experiment, run, tag, datum.step, datum.wall_time)
+                if key not in self._warned_steps:  # /tags is polled: say it once
+                    self._warned_steps.add(key)
+                    logger.warning("%s", e)
         return None
 
     def read(self, ctx, experiment, run, tag, datum, start, stop, names=None):
