@@ -230,21 +230,7 @@ def compute_unit_features(
             if rollout > 0:
                 predictions = _roll_out(stepper, readout, batch.state, rollout, probe.input_size, signal)
             sums.add(batch, walker.windows(batch), predictions)
-        sample = _sample_signals(stepper, probe, signal, context, batch_size, device, dtype)
-        return sums.result(probe, signal, stepper, context, top_fraction, sample)
-
-
-def _sample_signals(model, probe, signal, context, batch_size, device, dtype):
-    """``(H, S)`` float32 signal of every unit on the probe's activation sample, in sample order."""
-    walker = _WindowWalker(model, probe, signal, context, batch_size, device, dtype, windows=probe.sample)
-    positions = probe.positions
-    keys = probe.window_sequence[probe.sample] * positions + probe.window_position[probe.sample]  # ascending
-    values = torch.empty(probe.sample.numel(), model.hidden_size, dtype=torch.float32)
-    for batch in walker.batches(with_state=False):
-        rows = torch.searchsorted(keys, batch.sequence.cpu() * positions + batch.position.cpu())
-        values[rows] = batch.signal.to("cpu", torch.float32)
-    _check_finite("rnn", values)
-    return values.T.contiguous()
+        return sums.result(probe, signal, stepper, context, top_fraction)
 
 
 @dataclasses.dataclass
@@ -256,19 +242,17 @@ class _Batch:
 
 
 class _WindowWalker:
-    """Runs the model over the probe's windows (or those at ``windows``, ascending indices) in batches.
+    """Runs the model over the probe's windows in batches.
 
     Which windows end at which step is worked out on the CPU from the
     probe's index tensors, so the device never waits on the host.
     """
 
-    def __init__(self, model, probe, signal, context, batch_size, device, dtype, windows=None):
+    def __init__(self, model, probe, signal, context, batch_size, device, dtype):
         self.model, self.signal, self.context, self.batch_size = model, signal, context, batch_size
         self.device = device
         self.x, self.labels = probe.on(device, dtype)
         self.window_sequence, self.window_position = probe.window_sequence, probe.window_position
-        if windows is not None:
-            self.window_sequence, self.window_position = self.window_sequence[windows], self.window_position[windows]
         self.window = probe.window
         # (N, P, D, L) view of every window without copying.
         self.unfolded = self.x.unfold(1, probe.window, 1)
@@ -409,6 +393,12 @@ class _Sums:
             for name in weightings
         }
         self.labels = labels  # (N,) on the model's device, or None
+        # The activation sample, gathered as its windows pass: each sample
+        # window's key (sequence * P + position) ascending, and one row per
+        # sample window plus a last row that takes every other window.
+        self.positions = probe.positions
+        self.sample_keys = (probe.window_sequence * probe.positions + probe.window_position)[probe.sample].to(device)
+        self.sample = torch.zeros(probe.sample.numel() + 1, units, dtype=torch.float32, device=device)
         self.class_counts = None
         if probe.labels is not None:
             self.class_counts = torch.bincount(
@@ -423,6 +413,10 @@ class _Sums:
         self.window_sum += windows.sum(0)
         self.signal_sum += signal.sum(0)
         self.signal_max = torch.maximum(self.signal_max, signal.amax(0))
+        keys = batch.sequence * self.positions + batch.position
+        found = torch.searchsorted(self.sample_keys, keys).clamp_max(len(self.sample_keys) - 1)
+        rows = torch.where(self.sample_keys[found] == keys, found, len(self.sample_keys))  # no device sync
+        self.sample.index_copy_(0, rows, signal.to(torch.float32))
         if predictions is not None:
             predictions = predictions.to(self.dtype)
             self.rollout_sum += predictions.sum(0)
@@ -444,10 +438,12 @@ class _Sums:
             if classes is not None:
                 sums["class"] += _sum_by(w, classes, sums["class"].shape[0])
 
-    def result(self, probe, signal, model, context, top_fraction, sample):
+    def result(self, probe, signal, model, context, top_fraction):
         if not self.finite:
             raise _not_finite("rnn")
         self._check_overflow(probe)
+        sample = self.sample[:-1].T.to("cpu").contiguous()
+        _check_finite("rnn", sample)  # a float64 signal can overflow the sample's float32
         cpu = lambda t: t.to("cpu", torch.float64)
         n = self.count
         weighted = {}
