@@ -122,7 +122,8 @@ def _write(writer, file_writer, tag, features, global_step, walltime):
     global_step = check_int("global_step", global_step, 0, 2**63 - 1)
     _check(tag, features)
     _warn_unservable_names(tag, file_writer.get_logdir())
-    previous = _previous(writer, tag, global_step, layout(features))
+    new_layout = layout(features)
+    previous = _previous(writer, tag, global_step, new_layout)
     header, shared, chunks = _encode(tag, features, previous)
     header["file"] = f"{global_step:012d}-{secrets.token_hex(6)}.rnnu"
     folder = os.path.join(file_writer.get_logdir(), *metadata.PLUGIN_DIR)
@@ -131,7 +132,7 @@ def _write(writer, file_writer, tag, features, global_step, walltime):
     with tf.io.gfile.GFile(os.path.join(folder, header["file"]), "wb") as f:
         f.write(b"".join([shared, *chunks]))
     file_writer.add_summary(_for_writer(file_writer, _summary(tag, header, [], None)), global_step, walltime)
-    _logged.setdefault(writer, {})[tag] = _Logged(global_step, layout(features), features.activation_sample)
+    _logged.setdefault(writer, {})[tag] = _Logged(global_step, new_layout, features.activation_sample)
 
 
 def add_rnn_units(
