@@ -36,6 +36,12 @@ SIGNALS = {
     "lstm": ("hidden", "cell"),
 }
 
+# Gates each kind has (``step(..., gates=True)`` returns them in this order),
+# and the one whose mean activation gives a unit's memory time constant:
+# the fraction of the state each step keeps (LSTM forget, GRU update gate).
+GATES = {"rnn": (), "gru": ("reset", "update"), "lstm": ("input", "forget", "output")}
+KEEP_GATE = {"gru": "update", "lstm": "forget"}
+
 
 @runtime_checkable
 class StepModel(Protocol):
@@ -64,6 +70,12 @@ class StepModel(Protocol):
 
     def readout_input(self, state: State) -> torch.Tensor:
         """The ``(B, H_top)`` top-layer hidden state that a readout maps to an input."""
+
+
+# Optional: a StepModel with a non-empty ``gate_names`` also takes
+# ``step(x, state, signal, gates=True)`` and then returns ``(state, values,
+# gates)``, ``gates`` ``(B, G, H)`` in ``gate_names`` order, for the gate
+# statistics; ``keep_gate`` names the gate whose mean gives the time constant.
 
 
 # StepModel's members, to name the ones a partial implementation lacks.
@@ -101,6 +113,8 @@ class TorchRecurrent:
         self.input_size = module.input_size
         self.hidden_size = module.hidden_size
         self.signals = SIGNALS[self.kind]
+        self.gate_names = GATES[self.kind]
+        self.keep_gate = KEEP_GATE.get(self.kind)
         self.nonlinearity = torch.tanh if getattr(module, "nonlinearity", "tanh") == "tanh" else torch.relu
 
     @functools.cached_property
@@ -118,9 +132,9 @@ class TorchRecurrent:
         count = self.num_layers * (2 if self.kind == "lstm" else 1)
         return tuple(w.new_zeros(batch_size, self.hidden_size) for _ in range(count))
 
-    def step(self, x, state, signal):
+    def step(self, x, state, signal, gates=False):
         hs, cs = list(state[: self.num_layers]), list(state[self.num_layers :])
-        inp, out = x, None
+        inp, out, shown_gates = x, None, None
         for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.weights):
             gi, gh = F.linear(inp, w_ih, b_ih), F.linear(hs[k], w_hh, b_hh)
             if self.kind == "rnn":
@@ -133,15 +147,20 @@ class TorchRecurrent:
                 r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
                 n = torch.tanh(i_n + r * h_n)
                 hs[k] = n + z * (hs[k] - n)
-                values = hs[k]
+                values, layer_gates = hs[k], (r, z)
             else:
                 i, f, g, o = (gi + gh).chunk(4, 1)
-                cs[k] = torch.sigmoid(f) * cs[k] + torch.sigmoid(i) * torch.tanh(g)
-                hs[k] = torch.sigmoid(o) * torch.tanh(cs[k])
-                values = cs[k] if signal == "cell" else hs[k]
+                i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+                cs[k] = f * cs[k] + i * torch.tanh(g)
+                hs[k] = o * torch.tanh(cs[k])
+                values, layer_gates = (cs[k] if signal == "cell" else hs[k]), (i, f, o)
             if k == self.layer:
                 out = values
+                if gates:
+                    shown_gates = torch.stack(layer_gates, 1)
             inp = hs[k]
+        if gates:
+            return tuple(hs + cs), out, shown_gates
         return tuple(hs + cs), out
 
     def readout_input(self, state):

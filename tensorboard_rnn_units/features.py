@@ -5,9 +5,13 @@ For every probe window the model runs to the window's end; each unit's
 ``w >= 0``, and the unit's features are ``w``-weighted averages of the windows
 and of the model's own ``R``-step rollouts after them. Everything is batched
 over windows and units; sums accumulate over batches on the model's device,
-so memory holds one batch plus, for the ``"top"`` weighting, the
-``(windows, H)`` signals its quantile needs (found by a signal-only pass
-over the probe before the main one).
+so memory holds one batch plus, for the ``"top"`` and ``"bottom"``
+weightings, the ``(windows, H)`` signals their quantiles need (found by a
+signal-only pass over the probe before the main one).
+
+Token probes feed the RNN ``embed(token)`` (or one-hot tokens) but average
+one-hot tokens, accumulated by index rather than by a one-hot matrix
+product, and their rollouts average the readout's softmax.
 """
 
 import contextlib
@@ -29,6 +33,11 @@ from tensorboard_rnn_units.validation import check_int
 
 CONTEXTS = ("prefix", "window")
 
+FEEDBACKS = ("as_is", "argmax", "sample")
+
+# Gate activations below LOW or above HIGH count as saturated.
+SATURATION = (0.1, 0.9)
+
 
 @dataclasses.dataclass(frozen=True)
 class WeightedFeatures:
@@ -42,6 +51,10 @@ class WeightedFeatures:
       position_share: ``(H, P)`` share of the unit's weight per window end position.
       class_weight: ``(H, C)`` mean weight per class, or ``None`` without labels.
       dead: ``(H,)`` bool, all weights zero.
+      exemplar_sequence: ``(H, k)`` int64 probe sequence of each unit's ``k``
+        highest-weighted windows, best first (for ``"bottom"``: lowest signals).
+      exemplar_end: ``(H, k)`` int64 their end ``e``: the window is inputs ``e - L .. e - 1``.
+      exemplar_signal: ``(H, k)`` the unit's signal at their last step.
     """
 
     average: torch.Tensor
@@ -51,6 +64,9 @@ class WeightedFeatures:
     position_share: torch.Tensor
     class_weight: Optional[torch.Tensor]
     dead: torch.Tensor
+    exemplar_sequence: torch.Tensor
+    exemplar_end: torch.Tensor
+    exemplar_signal: torch.Tensor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +76,16 @@ class UnitFeatures:
     Each weighting's results are indexed by name, ``features["top"]``, in
     the order of ``features.weightings``; ``weighted`` is the same dict.
     ``probe_fingerprint`` is ``Probe.fingerprint``, to tell which probe the
-    features were measured on.
+    features were measured on; ``probe_data`` is the probe's own (CPU)
+    tokens or sequences, not a copy, logged once per run for exemplars.
+
+    ``annotation_correlation[name]`` ``(H,)``: Pearson correlation, over the
+    windows, of each unit's signal at a window's last step with the
+    annotation there (0 where either is constant). ``gate_saturation[gate]``
+    ``(H,)``: fraction of windows whose gate activation at the last step is
+    below 0.1 or above 0.9; ``time_constant`` ``(H,)``: ``-1 / log m`` of the
+    mean keep gate ``m`` (LSTM forget, GRU update), in steps (inf: never
+    forgets); both ``None`` for cells without gates.
     """
 
     weighted: Dict[str, WeightedFeatures]
@@ -78,6 +103,12 @@ class UnitFeatures:
     num_windows: int
     display: str
     probe_fingerprint: str
+    probe_data: torch.Tensor
+    vocab: Optional[list]
+    channel_names: Optional[list]
+    annotation_correlation: Dict[str, torch.Tensor]
+    gate_saturation: Optional[Dict[str, torch.Tensor]]
+    time_constant: Optional[torch.Tensor]
 
     def __getitem__(self, weighting):
         try:
@@ -126,6 +157,7 @@ def compute_unit_features(
     *,
     readout=None,
     rollout=0,
+    feedback=None,
     model=None,
     layer=-1,
     signal=None,
@@ -133,6 +165,7 @@ def compute_unit_features(
     top_fraction=0.02,
     context="prefix",
     batch_size=8192,
+    exemplars=8,
 ):
     """Computes every unit's weighted-average window and rollout on ``probe``.
 
@@ -141,39 +174,52 @@ def compute_unit_features(
         ``num_layers``, either ``batch_first``), one of their cells, a
         subclass of these (e.g. parametrized by ``weight_norm`` or
         ``spectral_norm``), or a ``StepModel``.
-      probe: a ``Probe`` with ``D == rnn.input_size``.
+      probe: a ``Probe`` whose inputs (``embed``'s output for tokens) have
+        the rnn's ``input_size``.
       readout: callable mapping a ``(B, H_top)`` top-layer hidden state (on
         the model's device and dtype) to a ``(B, D)`` prediction of the next
-        input; needed when ``rollout > 0``. An ``nn.Module`` or a method of
-        one is put in eval mode for the call, so rollouts never run dropout
-        nor update BatchNorm statistics. A plain function (a ``lambda``)
-        hides what it runs: pass ``model=``. Without it, the modules the
-        function names directly (``lambda h: model.head(h)`` names
-        ``model``) are put in eval mode too, but not those it reaches through
-        other objects, so a function readout with ``rollout > 0`` and no
-        ``model=`` gets a ``UserWarning`` (once per process).
+        input (for a token probe: ``(B, V)`` scores, logits); needed when
+        ``rollout > 0``. An ``nn.Module`` or a method of one is put in eval
+        mode for the call, so rollouts never run dropout nor update
+        BatchNorm statistics. A plain function (a ``lambda``) hides what it
+        runs: pass ``model=``. Without it, the modules the function names
+        directly (``lambda h: model.head(h)`` names ``model``) are put in
+        eval mode too, but not those it reaches through other objects, so a
+        function readout with ``rollout > 0`` and no ``model=`` gets a
+        ``UserWarning`` (once per process).
       rollout: ``R``, the number of predictions fed back after each window.
+      feedback: what is fed back after each prediction: ``"as_is"`` (the
+        readout's output; the default for continuous inputs), ``"argmax"``
+        (its largest entry as a token: embedded, or one-hot; the default
+        for tokens) or ``"sample"`` (a token drawn from its softmax, seeded
+        by the probe's ``seed``). Token rollouts average the softmax.
       model: the ``nn.Module`` holding the readout's modules (e.g. the whole
         model), put in eval mode for the call and restored after.
       layer: whose units are shown (``-1``: the top layer).
       signal: ``"preactivation"`` (default for RNN), ``"hidden"`` (default
         for GRU/LSTM, allowed for all) or ``"cell"`` (LSTM).
-      weighting: ``"relu"`` (``w = max(signal, 0)``) or ``"top"``
+      weighting: ``"relu"`` (``w = max(signal, 0)``), ``"top"``
         (``w = max(signal - q_u, 0)``, ``q_u`` the unit's ``1 - top_fraction``
         quantile over all windows; a unit whose top windows all tie at its
-        maximum, as a saturated tanh does, weighs those windows 1), or a
-        tuple of them, computed together (windows and rollouts are run once);
-        both by default, as ``add_rnn_units`` logs them. The result is
-        indexed by name: ``features["top"].average``.
-      top_fraction: in ``(0, 1]``, the fraction of windows ``"top"`` keeps.
+        maximum, as a saturated tanh does, weighs those windows 1),
+        ``"bottom"`` (its mirror, what drives a unit negative:
+        ``w = max(q_low - signal, 0)``, ``q_low`` the ``top_fraction``
+        quantile), or a tuple of them, computed together (windows and
+        rollouts are run once); ``("top", "relu")`` by default, as
+        ``add_rnn_units`` logs them. The result is indexed by name:
+        ``features["top"].average``.
+      top_fraction: in ``(0, 1]``, the fraction of windows ``"top"`` and
+        ``"bottom"`` keep.
       context: ``"prefix"`` runs from a zero state over the whole sequence up
         to the window's end; ``"window"`` from a zero state at its start.
       batch_size: windows processed together.
+      exemplars: ``k``, how many of its best windows each unit keeps.
 
     Returns:
       ``UnitFeatures``. Runs without autograd or autocast, with ``rnn``,
-      ``readout`` and ``model`` in eval mode (restored after); parameters,
-      gradients, BatchNorm statistics and RNG states are untouched.
+      ``readout``, ``model`` and the probe's ``embed`` in eval mode (restored
+      after); parameters, gradients, BatchNorm statistics and RNG states are
+      untouched.
 
     Raises:
       TypeError: ``rnn``, ``probe`` or ``model`` of an unsupported type.
@@ -182,9 +228,14 @@ def compute_unit_features(
     stepper = as_step_model(rnn, layer)
     if not isinstance(probe, Probe):
         raise TypeError(f"probe: expected a tensorboard_rnn_units.Probe, got {type(probe).__name__}")
-    if probe.input_size != stepper.input_size:
+    if probe.tokens is None and probe.input_size != stepper.input_size:
         raise ValueError(
             f"probe: inputs have D={probe.input_size}, but the rnn's input_size is {stepper.input_size}"
+        )
+    if probe.tokens is not None and probe.embed is None and probe.input_size != stepper.input_size:
+        raise ValueError(
+            f"probe: one-hot tokens have V={probe.input_size} (its vocab), but the rnn's input_size is "
+            f"{stepper.input_size}; pass the probe embed= (e.g. the model's nn.Embedding)"
         )
     weightings = (weighting,) if isinstance(weighting, str) else weighting
     if (
@@ -204,6 +255,14 @@ def compute_unit_features(
     rollout = check_int("rollout", rollout, 0)
     if rollout > 0 and not callable(readout):
         raise ValueError("readout: a callable (B, H_top) -> (B, D) is required when rollout > 0")
+    feedback = ("argmax" if probe.tokens is not None else "as_is") if feedback is None else feedback
+    if feedback not in FEEDBACKS:
+        raise ValueError(f"feedback: expected one of {FEEDBACKS} or None, got {feedback!r}")
+    if feedback == "as_is" and probe.embed is not None:
+        raise ValueError(
+            "feedback: 'as_is' feeds the readout's scores back, which embed= cannot take; "
+            "use 'argmax' or 'sample'"
+        )
     if model is not None and not isinstance(model, nn.Module):
         raise TypeError(f"model: expected the nn.Module that holds the readout's modules, got {type(model).__name__}")
     if rollout > 0 and model is None and not _is_module_readout(readout):
@@ -213,32 +272,67 @@ def compute_unit_features(
     if context not in CONTEXTS:
         raise ValueError(f"context: expected one of {CONTEXTS}, got {context!r}")
     batch_size = check_int("batch_size", batch_size, 1)
+    exemplars = check_int("exemplars", exemplars, 0)
 
     state = stepper.initial_state(1)[0]
     device, dtype = state.device, state.dtype
     # The first step reads TorchRecurrent's weights: inside, in eval mode (see cells.py).
-    with _measuring(device, rnn, model, *_readout_objects(readout)):
-        walker = _WindowWalker(stepper, probe, signal, context, batch_size, device, dtype)
-        sums = _Sums(probe, tuple(weightings), stepper.hidden_size, rollout, walker.labels, device, dtype)
-        if "top" in weightings:
+    with _measuring(device, rnn, model, probe.embed, *_readout_objects(readout)):
+        inputs = _Inputs(probe, stepper.input_size, device, dtype)
+        walker = _WindowWalker(stepper, inputs, probe, signal, context, batch_size, device)
+        sums = _Sums(probe, tuple(weightings), stepper, rollout, exemplars, walker, device, dtype)
+        quantiles = [name for name in weightings if name != "relu"]
+        if quantiles:
             signals = torch.cat([b.signal.to(sums.dtype) for b in walker.batches(with_state=False)])
             _check_finite("rnn", signals)
-            sums.thresholds["top"] = _Threshold.quantile(signals, 1.0 - top_fraction)
+            for name in quantiles:
+                sums.thresholds[name] = _Threshold.quantile(signals, top_fraction, name)
             del signals
         for batch in walker.batches(with_state=rollout > 0):
             predictions = None
             if rollout > 0:
-                predictions = _roll_out(stepper, readout, batch.state, rollout, probe.input_size, signal)
+                predictions = _roll_out(stepper, readout, batch.state, rollout, inputs, signal, feedback)
             sums.add(batch, walker.windows(batch), predictions)
         return sums.result(probe, signal, stepper, context, top_fraction)
 
 
-@dataclasses.dataclass
-class _Batch:
-    sequence: torch.Tensor  # (B,) window's sequence index, on the model's device
-    position: torch.Tensor  # (B,) window's end position minus L, likewise
-    signal: torch.Tensor  # (B, H) at the window's last step
-    state: Optional[tuple]  # state after the window, batch on dim 0
+class _Inputs:
+    """The probe's inputs as the RNN reads them, and its windows as they are averaged.
+
+    Continuous probes are both. Token probes average one-hot tokens (``D = V``)
+    and feed ``embed(token)`` or one-hot tokens to the RNN.
+    """
+
+    def __init__(self, probe, model_input_size, device, dtype):
+        self.data, self.labels, self.annotations = probe.on(device, dtype)
+        self.tokens = probe.tokens is not None
+        self.size, self.window, self.embed, self.dtype = probe.input_size, probe.window, probe.embed, dtype
+        self.seed = probe.seed
+        if self.embed is not None:
+            x = self.embed(self.data[:1, 0])
+            if not isinstance(x, torch.Tensor) or x.shape != (1, model_input_size) or not x.is_floating_point():
+                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(
+                    f"probe: its embed maps (B,) tokens to {got}, expected (B, E) floats with E = the rnn's "
+                    f"input_size {model_input_size}"
+                )
+
+    def at(self, values):
+        """What the RNN reads for ``values``, rows of the probe at one step
+        (``(B, D)`` inputs, or ``(B,)`` tokens)."""
+        if not self.tokens:
+            return values
+        return self.token_inputs(values)
+
+    def token_inputs(self, tokens):
+        if self.embed is not None:
+            return self.embed(tokens).to(self.dtype)
+        return nn.functional.one_hot(tokens, self.size).to(self.dtype)
+
+    def windows(self, sequence, position):
+        """The windows ending at ``position + L`` of ``sequence``: ``(B, L, D)`` inputs or ``(B, L)`` tokens."""
+        steps = position[:, None] + torch.arange(self.window, device=position.device)
+        return self.data[sequence[:, None], steps]
 
 
 class _WindowWalker:
@@ -248,19 +342,17 @@ class _WindowWalker:
     probe's index tensors, so the device never waits on the host.
     """
 
-    def __init__(self, model, probe, signal, context, batch_size, device, dtype):
-        self.model, self.signal, self.context, self.batch_size = model, signal, context, batch_size
-        self.device = device
-        self.x, self.labels = probe.on(device, dtype)
+    def __init__(self, model, inputs, probe, signal, context, batch_size, device):
+        self.model, self.inputs, self.signal, self.context = model, inputs, signal, context
+        self.batch_size, self.device = batch_size, device
         self.window_sequence, self.window_position = probe.window_sequence, probe.window_position
         self.window = probe.window
-        # (N, P, D, L) view of every window without copying.
-        self.unfolded = self.x.unfold(1, probe.window, 1)
+        self.gates = bool(getattr(model, "gate_names", ()))
 
     def windows(self, batch):
-        """The ``(B, L * D)`` inputs of a batch's windows."""
-        w = self.unfolded[batch.sequence, batch.position]  # (B, D, L)
-        return w.transpose(1, 2).reshape(w.shape[0], -1)
+        """The batch's windows as averaged: ``(B, L * D)`` inputs or ``(B, L)`` tokens."""
+        w = self.inputs.windows(batch.sequence, batch.position)
+        return w if self.inputs.tokens else w.reshape(w.shape[0], -1)
 
     def batches(self, with_state):
         if self.context == "window":
@@ -268,15 +360,21 @@ class _WindowWalker:
         else:
             yield from self._prefix_batches(with_state)
 
+    def _step(self, x, state):
+        """One step: ``(state, signal values, gates or None)``."""
+        if self.gates:
+            return self.model.step(self.inputs.at(x), state, self.signal, gates=True)
+        return (*self.model.step(self.inputs.at(x), state, self.signal), None)
+
     def _window_batches(self, with_state):
         for a in range(0, self.window_sequence.numel(), self.batch_size):
             seq = self.window_sequence[a : a + self.batch_size].to(self.device)
             pos = self.window_position[a : a + self.batch_size].to(self.device)
-            xs = self.unfolded[seq, pos]  # (B, D, L)
+            xs = self.inputs.windows(seq, pos)  # (B, L, ...)
             state = self.model.initial_state(seq.numel())
             for i in range(self.window):
-                state, values = self.model.step(xs[:, :, i], state, self.signal)
-            yield _Batch(seq, pos, values, state if with_state else None)
+                state, values, gates = self._step(xs[:, i], state)
+            yield _Batch(seq, pos, values, state if with_state else None, gates)
 
     def _prefix_batches(self, with_state):
         """One pass per group of sequences; each window's results are picked at its end step.
@@ -284,7 +382,8 @@ class _WindowWalker:
         Windows are grouped by end position, so the ones ending at step ``t``
         are a contiguous run of rows.
         """
-        n, positions = self.x.shape[0], self.x.shape[1] - self.window + 1
+        data = self.inputs.data
+        n, positions = data.shape[0], data.shape[1] - self.window + 1
         per_batch = max(1, self.batch_size // positions)
         bounds = torch.arange(0, n + per_batch, per_batch).clamp_max(n)
         starts = torch.searchsorted(self.window_sequence, bounds).tolist()
@@ -297,14 +396,16 @@ class _WindowWalker:
             rows = (seq - s0).to(self.device)
             count = int(seq.max()) - s0 + 1
             state = self.model.initial_state(count)
-            signals, states, row = [], [], 0
+            signals, states, gates, row = [], [], [], 0
             for t in range(1, self.window + int(pos[-1]) + 1):
-                state, values = self.model.step(self.x[s0 : s0 + count, t - 1], state, self.signal)
+                state, values, step_gates = self._step(data[s0 : s0 + count, t - 1], state)
                 ending = ends_per_step[t - self.window] if t >= self.window else 0
                 if ending:
                     picked = rows[row : row + ending]
                     row += ending
                     signals.append(values[picked])
+                    if step_gates is not None:
+                        gates.append(step_gates[picked])
                     if with_state:
                         states.append([s[picked] for s in state])
             yield _Batch(
@@ -312,12 +413,24 @@ class _WindowWalker:
                 pos.to(self.device),
                 torch.cat(signals),
                 tuple(torch.cat(parts) for parts in zip(*states)) if with_state else None,
+                torch.cat(gates) if gates else None,
             )
 
 
-def _roll_out(model, readout, state, steps, input_size, signal):
-    """``(B, R * D)`` predictions fed back as inputs after each window."""
+@dataclasses.dataclass
+class _Batch:
+    sequence: torch.Tensor  # (B,) window's sequence index, on the model's device
+    position: torch.Tensor  # (B,) window's end position minus L, likewise
+    signal: torch.Tensor  # (B, H) at the window's last step
+    state: Optional[tuple]  # state after the window, batch on dim 0
+    gates: Optional[torch.Tensor] = None  # (B, G, H) gate activations at the window's last step
+
+
+def _roll_out(model, readout, state, steps, inputs, signal, feedback):
+    """``(B, R * D)`` predictions after each window (token probes: the
+    readout's softmax), each fed back as ``feedback`` says."""
     predictions = []
+    generator = None
     for r in range(steps):
         top = model.readout_input(state)
         try:
@@ -327,38 +440,74 @@ def _roll_out(model, readout, state, steps, input_size, signal):
                 f"readout: failed on a {tuple(top.shape)} {top.dtype} tensor on {top.device} "
                 f"(the model's top-layer state): {e}"
             ) from e
-        if not isinstance(y, torch.Tensor) or y.shape != (top.shape[0], input_size) or not y.is_floating_point():
+        if not isinstance(y, torch.Tensor) or y.shape != (top.shape[0], inputs.size) or not y.is_floating_point():
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise ValueError(
-                f"readout: expected a floating tensor of shape (B, D)=({top.shape[0]}, {input_size}), got {got}"
-            )
+            what = f"(B, V)=({top.shape[0]}, {inputs.size}) scores" if inputs.tokens else \
+                f"(B, D)=({top.shape[0]}, {inputs.size})"
+            raise ValueError(f"readout: expected a floating tensor of shape {what}, got {got}")
         if y.device != top.device:
             raise ValueError(f"readout: returned a tensor on {y.device}, expected the model's device {top.device}")
         y = y.to(top.dtype)
-        predictions.append(y)
-        if r + 1 < steps:
-            state, _ = model.step(y, state, signal)
+        predictions.append(torch.softmax(y.float(), 1).to(y.dtype) if inputs.tokens else y)
+        if r + 1 == steps:
+            break
+        if feedback == "as_is":
+            fed = y
+        else:
+            if feedback == "argmax":
+                token = y.argmax(1)
+            else:
+                if generator is None:
+                    generator = torch.Generator(y.device).manual_seed(inputs.seed)
+                token = torch.multinomial(torch.softmax(y.float(), 1), 1, generator=generator).squeeze(1)
+            fed = inputs.token_inputs(token)
+        state, _ = model.step(fed, state, signal)
     return torch.stack(predictions, 1).reshape(top.shape[0], -1)
 
 
 @dataclasses.dataclass
 class _Threshold:
-    """Turns signals into weights: ``max(signal - value, 0)``, except that
-    units whose ``value`` is their maximum (``tied``) weigh ``signal >= value`` 1."""
+    """Turns signals into weights: ``max(sign * (signal - value), 0)``, except
+    that units whose ``value`` is their extreme (``tied``) weigh the windows
+    at it 1. ``sign`` is -1 for ``"bottom"``, which weighs the negative tail."""
 
     value: object  # float or (H,) tensor
     tied: Optional[torch.Tensor] = None  # (H,) bool
+    sign: float = 1.0
 
     @classmethod
-    def quantile(cls, signals, q):
-        value = _quantile(signals, q)
-        return cls(value, value >= signals.amax(0))
+    def quantile(cls, signals, fraction, weighting):
+        """The ``"top"`` (or ``"bottom"``) threshold keeping ``fraction`` of ``(n, H)`` signals."""
+        sign = -1.0 if weighting == "bottom" else 1.0
+        value = sign * _quantile(sign * signals, 1.0 - fraction)
+        return cls(value, sign * value >= (sign * signals).amax(0), sign)
 
     def weights(self, signal):
-        w = (signal - self.value).clamp_min(0)
+        d = self.sign * (signal - self.value)
+        w = d.clamp_min(0)
         if self.tied is not None:
-            w = torch.where(self.tied, (signal >= self.value).to(w.dtype), w)
+            w = torch.where(self.tied, (d >= 0).to(w.dtype), w)
         return w
+
+
+class _Exemplars:
+    """Each unit's ``k`` windows of highest ``sign * signal`` so far, by window key."""
+
+    def __init__(self, k, units, sign, device, dtype):
+        self.k, self.sign = k, sign
+        self.values = torch.empty(0, units, dtype=dtype, device=device)
+        self.keys = torch.empty(0, units, dtype=torch.int64, device=device)
+
+    def add(self, signal, keys):
+        values = torch.cat([self.values, self.sign * signal])
+        keys = torch.cat([self.keys, keys[:, None].expand(-1, signal.shape[1])])
+        self.values, index = values.topk(min(self.k, values.shape[0]), dim=0)
+        self.keys = keys.gather(0, index)
+
+    def result(self, positions, window):
+        """``(sequence, end, signal)``, each ``(H, k)`` on the CPU."""
+        keys = self.keys.T.to("cpu")
+        return keys // positions, keys % positions + window, (self.sign * self.values.T).to("cpu", torch.float64)
 
 
 class _Sums:
@@ -366,11 +515,13 @@ class _Sums:
     ``UnitFeatures`` at the end.
 
     Products are taken in at least float32 (half-precision models would
-    overflow) and accumulated in float64.
+    overflow) and accumulated in float64. Window and rollout sums are kept
+    transposed, ``(L * D, H)``, so that token windows add by index.
     """
 
-    def __init__(self, probe, weightings, units, rollout, labels, device, dtype):
-        self.weightings, self.rollout = weightings, rollout
+    def __init__(self, probe, weightings, model, rollout, exemplars, walker, device, dtype):
+        units = model.hidden_size
+        self.weightings, self.rollout, self.tokens = weightings, rollout, probe.tokens is not None
         self.dtype = torch.promote_types(dtype, torch.float32)
         self.thresholds = {"relu": _Threshold(0.0)}
         self.count = 0
@@ -379,11 +530,12 @@ class _Sums:
         self.window_sum = zeros(probe.window * probe.input_size)
         self.rollout_sum = zeros(rollout * probe.input_size)
         self.signal_sum = zeros(units)
+        self.signal_sq = zeros(units)
         self.signal_max = torch.full((units,), -torch.inf, dtype=self.window_sum.dtype, device=device)
         self.by_weighting = {
             name: {
-                "average": zeros(units, probe.window * probe.input_size),
-                "rollout": zeros(units, rollout * probe.input_size),
+                "average": zeros(probe.window * probe.input_size, units),
+                "rollout": zeros(rollout * probe.input_size, units),
                 "weight": zeros(units),
                 "weight_sq": zeros(units),
                 "active": zeros(units),
@@ -392,11 +544,24 @@ class _Sums:
             }
             for name in weightings
         }
-        self.labels = labels  # (N,) on the model's device, or None
+        # Exemplars: the highest signals serve "top" and "relu", the lowest "bottom".
+        self.exemplars = {
+            sign: _Exemplars(exemplars, units, sign, device, self.dtype)
+            for sign in {-1.0 if name == "bottom" else 1.0 for name in weightings}
+        }
+        self.labels = walker.inputs.labels  # (N,) on the model's device, or None
+        self.annotations = walker.inputs.annotations  # (N, T, A) or None
+        self.annotation_names = list(probe.annotations)
+        count = len(self.annotation_names)
+        self.annotation_sum, self.annotation_sq, self.cross = zeros(count), zeros(count), zeros(units, count)
+        self.gate_names = tuple(getattr(model, "gate_names", ())) if walker.gates else ()
+        self.keep_gate = getattr(model, "keep_gate", None)
+        self.gate_saturated, self.gate_sum = zeros(len(self.gate_names), units), zeros(len(self.gate_names), units)
         # The activation sample, gathered as its windows pass: each sample
         # window's key (sequence * P + position) ascending, and one row per
         # sample window plus a last row that takes every other window.
-        self.positions = probe.positions
+        self.positions, self.window = probe.positions, probe.window
+        self.token_offsets = torch.arange(probe.window, device=device) * probe.input_size
         self.sample_keys = (probe.window_sequence * probe.positions + probe.window_position)[probe.sample].to(device)
         self.sample = torch.zeros(probe.sample.numel() + 1, units, dtype=torch.float32, device=device)
         self.class_counts = None
@@ -407,16 +572,34 @@ class _Sums:
 
     def add(self, batch, windows, predictions):
         signal = batch.signal.to(self.dtype)
-        windows = windows.to(self.dtype)
         self.count += signal.shape[0]
         self.finite &= torch.isfinite(signal).all()
-        self.window_sum += windows.sum(0)
+        if self.tokens:  # (B, L) tokens: row l * V + token of each window position
+            windows = windows + self.token_offsets
+            self.window_sum += torch.bincount(windows.flatten(), minlength=self.window_sum.numel())
+        else:
+            windows = windows.to(self.dtype)
+            self.window_sum += windows.sum(0)
         self.signal_sum += signal.sum(0)
+        self.signal_sq += (signal.to(self.signal_sq.dtype) ** 2).sum(0)
         self.signal_max = torch.maximum(self.signal_max, signal.amax(0))
         keys = batch.sequence * self.positions + batch.position
         found = torch.searchsorted(self.sample_keys, keys).clamp_max(len(self.sample_keys) - 1)
         rows = torch.where(self.sample_keys[found] == keys, found, len(self.sample_keys))  # no device sync
         self.sample.index_copy_(0, rows, signal.to(torch.float32))
+        for exemplars in self.exemplars.values():
+            exemplars.add(signal, keys)
+        if self.annotations is not None:
+            a = self.annotations[batch.sequence, batch.position + self.window - 1].to(self.dtype)  # (B, A)
+            wide = a.to(self.cross.dtype)
+            self.annotation_sum += wide.sum(0)
+            self.annotation_sq += (wide * wide).sum(0)
+            self.cross += (signal.T @ a).to(self.cross.dtype)
+        if self.gate_names:
+            gates = batch.gates.to(self.dtype)
+            low, high = SATURATION
+            self.gate_saturated += ((gates < low) | (gates > high)).sum(0)
+            self.gate_sum += gates.sum(0)
         if predictions is not None:
             predictions = predictions.to(self.dtype)
             self.rollout_sum += predictions.sum(0)
@@ -424,10 +607,13 @@ class _Sums:
         for name in self.weightings:
             sums = self.by_weighting[name]
             w = self.thresholds[name].weights(signal)
-            wt = w.T
-            sums["average"] += wt @ windows
+            if self.tokens:
+                for column in windows.T:  # one index_add per window position, not a one-hot product
+                    sums["average"].index_add_(0, column, w.to(sums["average"].dtype))
+            else:
+                sums["average"] += windows.T @ w
             if predictions is not None:
-                sums["rollout"] += wt @ predictions
+                sums["rollout"] += predictions.T @ w
             # Weights and their squares in the accumulator's precision: in float32, w * w
             # underflows (w < 1e-19) or overflows (w > 1e19) and the ESS leaves [0, 1].
             wide = w.to(sums["weight"].dtype)
@@ -446,6 +632,7 @@ class _Sums:
         _check_finite("rnn", sample)  # a float64 signal can overflow the sample's float32
         cpu = lambda t: t.to("cpu", torch.float64)
         n = self.count
+        exemplars = {sign: e.result(self.positions, self.window) for sign, e in self.exemplars.items()}
         weighted = {}
         for name, device_sums in self.by_weighting.items():
             sums = {key: cpu(value) for key, value in device_sums.items()}
@@ -455,9 +642,10 @@ class _Sums:
             per_unit = lambda t: torch.where(dead[:, None], torch.zeros_like(t), t / safe[:, None])
             ess = torch.where(dead, torch.zeros_like(total), total**2 / (sums["weight_sq"].clamp_min(1e-300) * n))
             ess = ess.clamp_max(1.0)  # <= 1 (Cauchy-Schwarz); more only if w * w underflowed float64
+            sequence, end, exemplar_signal = exemplars[self.thresholds[name].sign]
             weighted[name] = WeightedFeatures(
-                average=per_unit(sums["average"]).reshape(-1, probe.window, probe.input_size),
-                rollout=per_unit(sums["rollout"]).reshape(-1, self.rollout, probe.input_size) if self.rollout else None,
+                average=per_unit(sums["average"].T).reshape(-1, probe.window, probe.input_size),
+                rollout=per_unit(sums["rollout"].T).reshape(-1, self.rollout, probe.input_size) if self.rollout else None,
                 active_fraction=sums["active"] / n,
                 effective_sample_size=ess,
                 position_share=per_unit(sums["position"].T),
@@ -465,9 +653,18 @@ class _Sums:
                 if self.class_counts is None
                 else sums["class"].T / self.class_counts.clamp_min(1)[None, :],
                 dead=dead,
+                exemplar_sequence=sequence,
+                exemplar_end=end,
+                exemplar_signal=exemplar_signal,
             )
             _check_finite("readout", weighted[name].rollout)
         _check_finite("readout", self.rollout_sum)
+        gate_saturation = time_constant = None
+        if self.gate_names:
+            saturated, mean_gate = cpu(self.gate_saturated) / n, cpu(self.gate_sum) / n
+            gate_saturation = dict(zip(self.gate_names, saturated))
+            keep = mean_gate[self.gate_names.index(self.keep_gate)]
+            time_constant = torch.where(keep >= 1, torch.inf, -1 / torch.log(keep))
         return UnitFeatures(
             weighted=weighted,
             signal_mean=cpu(self.signal_sum) / n,
@@ -484,7 +681,31 @@ class _Sums:
             num_windows=n,
             display=probe.display,
             probe_fingerprint=probe.fingerprint,
+            probe_data=probe.data,
+            vocab=probe.vocab,
+            channel_names=probe.channel_names,
+            annotation_correlation=self._correlations(),
+            gate_saturation=gate_saturation,
+            time_constant=time_constant,
         )
+
+    def _correlations(self):
+        """``{name: (H,)}`` Pearson correlation of each unit's signal with each annotation (0 if undefined)."""
+        if not self.annotation_names:
+            return {}
+        n = self.count
+        cpu = lambda t: t.to("cpu", torch.float64)
+        s, s2, a, a2, sa = (cpu(t) for t in (self.signal_sum, self.signal_sq, self.annotation_sum,
+                                              self.annotation_sq, self.cross))
+        cov = sa / n - (s / n)[:, None] * (a / n)[None, :]
+        var_s = (s2 / n - (s / n) ** 2).clamp_min(0)
+        var_a = (a2 / n - (a / n) ** 2).clamp_min(0)
+        scale = (var_s[:, None] * var_a[None, :]).sqrt()
+        # Below ~1e-12 relative, a "variance" is rounding of a constant.
+        defined = (var_s[:, None] > 1e-12 * (s2 / n)[:, None]) & (var_a[None, :] > 1e-12 * (a2 / n)[None, :])
+        r = torch.where(defined, cov / torch.where(defined, scale, torch.ones_like(scale)), torch.zeros_like(cov))
+        r = r.clamp(-1.0, 1.0)
+        return {name: r[:, i].contiguous() for i, name in enumerate(self.annotation_names)}
 
     def _check_overflow(self, probe):
         """Finite signals can still overflow the sums of products taken in ``self.dtype``
@@ -498,7 +719,7 @@ class _Sums:
                 f"(largest {float(self.signal_max.max()):.3g}); has the model diverged?"
             )
         if not finite(self.window_sum, *(s["average"] for s in self.by_weighting.values())):
-            largest = float(probe.sequences.abs().max())
+            largest = float(probe.data.abs().max())
             raise ValueError(
                 f"probe: its inputs (up to |x| = {largest:.3g}) weighted by the units' signals overflow "
                 f"{self.dtype}; rescale the sequences (or measure a float64 model)"

@@ -23,6 +23,17 @@ JSON: the layout again (so each step describes itself), the step's
 - ``chunk_units``: ``C``, how many units one chunk holds.
 - ``file``: ``null`` when the data is inline, else the name of the step's
   data file in the run's ``plugins/rnn_units/`` folder.
+- ``probe`` (optional): ``{"file", "dtype", "shape", "axes"}`` of the probe's
+  own data, which exemplars index: int32 tokens ``(sequence, time)`` or
+  float sequences ``(sequence, time, input)``. ``file`` names a file in the
+  same folder holding just that array (``probe-<fingerprint>.rnnu``, written
+  once per run and probe); ``null`` means it is the step's whole array
+  ``probe_data``.
+
+Layout keys added in 1.1 (``null`` or absent in older logs): ``vocab`` (the
+tokens' strings, display ``tokens``), ``channel_names`` (display
+``series``), ``annotation_names`` and ``gate_names`` (the ``annotation`` and
+``gate`` axes).
 
 The data is the *shared part* followed by one fixed-size *record* per unit.
 The shared part holds the whole arrays back to back in ``arrays`` order,
@@ -67,10 +78,20 @@ name                            axes                         meaning
 ``{w}/position_share``          unit, end_position           share of weight per end position
 ``{w}/class_weight``            unit, class                  mean weight per class (labels)
 ``{w}/dead``                    unit                         1 where all weights are zero
+``{w}/exemplar_sequence``       unit, exemplar               probe sequence of the unit's k best
+                                                             windows under ``w``, best first (int32)
+``{w}/exemplar_end``            unit, exemplar               their end ``e`` (inputs ``e-L..e-1``)
+``{w}/exemplar_signal``         unit, exemplar               the unit's signal there
+``annotation_correlation``      unit, annotation             correlation of the signal with each
+                                                             annotation at the window's last step
+``gate_saturation``             unit, gate                   fraction of windows with the gate
+                                                             below 0.1 or above 0.9 (LSTM, GRU)
+``time_constant``               unit                         -1 / log(mean keep gate), in steps
 ==============================  ===========================  =====================================
 
 Large arrays are float16 (float32 where a value would overflow float16),
-statistics float32, ``dead`` uint8.
+statistics float32, ``dead`` uint8, indices int32. For ``tokens`` the
+``input`` axis is the vocabulary: averages are distributions over it.
 """
 
 import json
@@ -86,16 +107,17 @@ PLUGIN_NAME = "rnn_units"
 # Bump when readers of the old format could misread the new one.
 VERSION = 2
 
-DTYPES = ("float16", "float32", "uint8")
+DTYPES = ("float16", "float32", "uint8", "int32")
 
-DISPLAYS = ("image_rows",)
+DISPLAYS = ("image_rows", "series", "tokens")
 
-WEIGHTINGS = ("top", "relu")
+WEIGHTINGS = ("top", "relu", "bottom")
 
 # What cannot change for a tag (sizes first: each a non-negative integer).
 SIZE_KEYS = ("units", "window", "rollout", "input_size", "positions")
 LAYOUT_KEYS = SIZE_KEYS + (
     "display", "class_names", "signal", "layer", "context", "num_windows", "probe_fingerprint",
+    "vocab", "channel_names", "annotation_names", "gate_names",
 )
 
 # The folder of a run that holds its steps' data files.
@@ -105,6 +127,10 @@ UNIT = "unit"
 
 # What only the comparisons read: a step's pictures (/features, /unit) leave them out.
 ANALYSIS_ARRAYS = ("activation_sample", "activation_change", "sample_gram")
+
+# The inline probe data (see ``probe`` in the header), read only for exemplars.
+PROBE_ARRAY = "probe_data"
+PROBE_AXES = (["sequence", "time"], ["sequence", "time", "input"])
 
 # Inline chunks hold about this many bytes: one unit's detail reads one chunk a step.
 CHUNK_BYTES = 64 * 1024
@@ -117,7 +143,7 @@ _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 def create_summary_metadata(layout, display_name="", summary_description=""):
     """Returns the ``SummaryMetadata`` of a tag with this ``layout`` (``LAYOUT_KEYS``)."""
-    content = {key: layout[key] for key in LAYOUT_KEYS}
+    content = {key: layout.get(key) for key in LAYOUT_KEYS}
     content["version"] = VERSION
     return summary_pb2.SummaryMetadata(
         display_name=display_name,
@@ -271,7 +297,19 @@ def decode_header(blob):
     name = header.get("file")
     if name is not None and not (isinstance(name, str) and _FILE_NAME.fullmatch(name)):
         raise ValueError(f"step header: 'file' must be null or a plain file name, got {name!r}")
+    probe = header.get("probe")
+    if probe is not None:
+        if not isinstance(probe, dict) or probe.get("axes") not in PROBE_AXES:
+            raise ValueError(f"step header: malformed 'probe' {probe!r}")
+        _check_spec(dict(probe, name=PROBE_ARRAY), header["units"], "step header 'probe'")
+        if probe.get("file") is not None and not (isinstance(probe["file"], str) and _FILE_NAME.fullmatch(probe["file"])):
+            raise ValueError(f"step header: the probe's 'file' must be null or a plain file name, got {probe['file']!r}")
     return header
+
+
+def probe_spec(array, axes, file):
+    """The header's ``probe`` entry for the probe's ``array`` stored in ``file`` (``None``: inline)."""
+    return {"file": file, "dtype": array.dtype.name, "shape": list(array.shape), "axes": list(axes)}
 
 
 # Axes of the version-1 arrays, which did not declare them.

@@ -11,6 +11,8 @@ details in ``docs/CONTRACTS.md``):
 - ``/features?run=&tag=&step=[&units=START:STOP]``: one step's arrays (of
   those units), in the ``wire`` format;
 - ``/unit?run=&tag=&unit=``: one unit across all steps, in the ``wire`` format;
+- ``/exemplars?run=&tag=&step=&unit=&weighting=``: a unit's best windows
+  with the probe sequences they come from (JSON);
 - ``/change``, ``/drift``, ``/similarity``, ``/match``, ``/order``,
   ``/coverage``: units compared across steps and runs (``comparisons``);
 - ``/index.js``, ``/static/<path>``: the frontend's JavaScript and CSS.
@@ -73,6 +75,7 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
             "/steps": self._serve_steps,
             "/features": self._serve_features,
             "/unit": self._serve_unit,
+            "/exemplars": self._serve_exemplars,
             "/change": self._serve_change,
             "/drift": self._serve_drift,
             "/similarity": self._serve_similarity,
@@ -131,6 +134,14 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
         return _respond_wire(request, header, arrays)
 
     @wrappers.Request.application
+    def _serve_exemplars(self, request):
+        result = self.exemplars_impl(
+            *_context(request), _arg(request, "run"), _arg(request, "tag"), _int_arg(request, "step"),
+            _int_arg(request, "unit"), _weighting_arg(request),
+        )
+        return http_util.Respond(request, result, "application/json")
+
+    @wrappers.Request.application
     def _serve_change(self, request):
         result = self._comparisons.change(
             *_context(request), _arg(request, "run"), _arg(request, "tag"),
@@ -161,13 +172,8 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_coverage(self, request):
-        weighting = request.args.get("weighting", "top")
-        if weighting not in metadata.WEIGHTINGS:
-            raise errors.InvalidArgumentError(
-                f"query parameter 'weighting' must be one of {metadata.WEIGHTINGS}, got {weighting!r}"
-            )
         header, arrays = self._comparisons.coverage(
-            *_context(request), _arg(request, "run"), _arg(request, "tag"), weighting
+            *_context(request), _arg(request, "run"), _arg(request, "tag"), _weighting_arg(request)
         )
         return _respond_wire(request, header, arrays)
 
@@ -271,6 +277,41 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
         }
         return header, arrays
 
+    def exemplars_impl(self, ctx, experiment, run, tag, step, unit, weighting):
+        """Returns ``unit``'s best windows under ``weighting`` at ``step``, each
+        with the whole probe sequence it comes from, so a viewer can show it in
+        context: ``{"display", "window", "weighting", "exemplars": [{"sequence",
+        "start", "end", "signal", "tokens" or "values"}]}``.
+
+        Raises:
+          NotFoundError: no such step, unit or weighting, or the step has no exemplars.
+        """
+        datum = self._reader.datum(ctx, experiment, run, tag, step)
+        header = self._reader.step(ctx, experiment, run, tag, datum).header
+        if not 0 <= unit < header["units"]:
+            raise errors.NotFoundError(f"unit {unit} out of range: step {step} has units 0..{header['units'] - 1}")
+        names = [f"{weighting}/exemplar_{part}" for part in ("sequence", "end", "signal")]
+        _, arrays = self._reader.read(ctx, experiment, run, tag, datum, unit, unit + 1, names)
+        if len(arrays) < len(names):
+            raise errors.NotFoundError(
+                f"step {step} of run {run!r}, tag {tag!r} has no {weighting!r} exemplars"
+                + ("" if weighting in (header.get("weightings") or []) else f" (it logged {header.get('weightings')})")
+            )
+        sequence, end, signal = (reader.take_unit({n: arrays[n]}, 0)[n][0] for n in names)
+        axes, rows = self._reader.probe_sequences(ctx, experiment, run, tag, datum, [int(n) for n in sequence])
+        key = "tokens" if axes[-1] == "time" else "values"
+        window = header["window"]
+        return {
+            "display": header["display"],
+            "window": window,
+            "weighting": weighting,
+            "exemplars": [
+                {"sequence": int(n), "start": int(e) - window, "end": int(e), "signal": _json_float(s),
+                 key: row.tolist() if key == "tokens" else np.where(np.isfinite(row), row, 0).astype(float).tolist()}
+                for n, e, s, row in zip(sequence, end, signal, rows)
+            ],
+        }
+
     def static_impl(self, path):
         """Returns ``(bytes, mime type)`` of the frontend file at relative ``path``.
 
@@ -337,6 +378,22 @@ def _range_arg(request, name):
 
 def _format_range(units):
     return ":".join("" if n is None else str(n) for n in units) if units else ":"
+
+
+def _weighting_arg(request):
+    """The ``weighting`` parameter, ``"top"`` if absent."""
+    weighting = request.args.get("weighting", "top")
+    if weighting not in metadata.WEIGHTINGS:
+        raise errors.InvalidArgumentError(
+            f"query parameter 'weighting' must be one of {metadata.WEIGHTINGS}, got {weighting[:40]!r}"
+        )
+    return weighting
+
+
+def _json_float(value):
+    """A float JSON can carry: ``None`` for NaN or infinity."""
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def _float_arg(request, name, default):

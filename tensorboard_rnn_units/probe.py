@@ -1,6 +1,7 @@
-"""Probe: the fixed windows (and labels) every logged step is measured on."""
+"""Probe: the fixed windows (and labels, annotations) every logged step is measured on."""
 
 import hashlib
+import json
 
 import numpy as np
 import torch
@@ -19,9 +20,21 @@ class Probe:
     training run so that logged steps are comparable; ``fingerprint`` tells
     probes apart.
 
+    Three kinds of data, each with its own display (``display=None``
+    chooses: ``vocab`` means ``"tokens"``, ``channel_names`` means
+    ``"series"``, anything else ``"image_rows"``):
+
+    - image rows or any vectors: ``sequences`` ``(N, T, D)`` floats;
+    - time series: the same with ``channel_names``, one name per channel;
+    - tokens: ``sequences`` ``(N, T)`` integer tokens in ``0..V-1`` or
+      ``(N, T, V)`` one-hot floats, with ``vocab``. The RNN reads
+      ``embed(tokens)`` (e.g. the model's ``nn.Embedding``), or one-hot
+      tokens without ``embed``; the averages are over one-hot tokens either
+      way: ``(L, V)`` distributions over the vocabulary, so ``D = V``.
+
     Args:
-      sequences: tensor or array ``(N, T, D)``, batch-first whatever the
-        model's ``batch_first``; finite values.
+      sequences: tensor or array, ``(N, T, D)`` or for tokens ``(N, T)``,
+        batch-first whatever the model's ``batch_first``; finite values.
       window: ``L``, in ``1..T``.
       labels: optional ``(N,)`` integer class per sequence, for the class
         statistics.
@@ -32,13 +45,25 @@ class Probe:
         every logged step stores each unit's signal (to compare units across
         steps and runs); all windows when there are fewer.
       display: how a viewer draws an ``(L, D)`` window, one of
-        ``metadata.DISPLAYS`` (``"image_rows"``: row ``i`` is input ``i``).
+        ``metadata.DISPLAYS`` (``"image_rows"``: row ``i`` is input ``i``;
+        ``"series"``: a line per channel; ``"tokens"``: text), or ``None``.
+      vocab: for tokens, the ``V`` token strings (e.g. characters).
+      channel_names: for series, the ``D`` channel names.
+      embed: for integer tokens, a callable mapping ``(B,)`` int64 tokens on
+        the model's device to the ``(B, E)`` inputs the RNN reads; an
+        ``nn.Module`` is run in eval mode. Not part of the fingerprint.
+      annotations: ``{name: (N, T) bool or float array}``, one value per
+        input position (e.g. "inside a string"); each unit's correlation
+        with each is measured (``UnitFeatures.annotation_correlation``).
 
     Attributes:
       fingerprint: 16 hex characters of a SHA-256 of what defines the windows
         (the sequences as float32, ``L``, the chosen windows, the labels, the
         activation sample), the same across processes, versions and platforms.
       sample: ``(S,)`` ascending indices of the activation sample's windows.
+      tokens: ``(N, T)`` int64 tokens of a token probe, else ``None``
+        (``sequences`` is then ``None`` too: one-hot tokens are never stored).
+      annotations: ``{name: (N, T) float tensor}``.
 
     Raises:
       ValueError: a bad shape, value or argument, naming it.
@@ -53,35 +78,47 @@ class Probe:
         max_windows=None,
         seed=0,
         sample_size=512,
-        display="image_rows",
+        display=None,
+        vocab=None,
+        channel_names=None,
+        embed=None,
+        annotations=None,
     ):
         x = _as_tensor("sequences", sequences)
-        if x.dim() != 3:
-            raise ValueError(
-                f"sequences: expected a 3-D (N, T, D) tensor, got shape {tuple(x.shape)}"
-            )
-        if x.dtype == torch.bool or x.is_complex():
-            raise ValueError(f"sequences: expected real numbers, got dtype {x.dtype}")
-        # float64 stays float64 (for float64 models); everything else is float32.
-        x = x.detach().to("cpu", torch.float64 if x.dtype == torch.float64 else torch.float32)
-        n, t, d = x.shape
-        if n == 0 or d == 0:
-            raise ValueError(f"sequences: expected N >= 1 and D >= 1, got shape {tuple(x.shape)}")
+        self.vocab, self.channel_names, self.embed = _check_names("vocab", vocab), None, None
+        if self.vocab is not None:
+            x = _as_tokens(x, len(self.vocab))
+            if embed is not None and not callable(embed):
+                raise ValueError(f"embed: expected a callable (B,) tokens -> (B, E) inputs, got {type(embed).__name__}")
+            self.embed = embed
+            self.tokens, self.sequences = x, None
+            n, t = x.shape
+            d = len(self.vocab)
+        else:
+            if embed is not None:
+                raise ValueError("embed: maps integer tokens, so it needs vocab= (the tokens' strings)")
+            x = _as_sequences(x)
+            self.tokens, self.sequences = None, x
+            n, t, d = x.shape
+            self.channel_names = _check_names("channel_names", channel_names)
+            if self.channel_names is not None and len(self.channel_names) != d:
+                raise ValueError(f"channel_names: {len(self.channel_names)} names for D={d} channels")
+        if vocab is not None and channel_names is not None:
+            raise ValueError("channel_names: a token probe (vocab=) has no channels")
         window = check_int("window", window, 1, t, hint=f" (T={t})")
-        if not torch.isfinite(x).all():
-            raise ValueError("sequences: contains NaN or Inf values")
-        if x.dtype == torch.float64 and x.abs().max() > FLOAT32_MAX:
-            # The fingerprint hashes them as float32 and the logged arrays are float32 at most.
-            raise ValueError(
-                f"sequences: values up to |x| = {float(x.abs().max()):.3g} are beyond float32's range "
-                f"({FLOAT32_MAX:.3g}), in which they are hashed and logged; rescale them"
-            )
+        if display is None:
+            display = "tokens" if self.vocab is not None else "series" if self.channel_names is not None else "image_rows"
         if display not in metadata.DISPLAYS:
-            raise ValueError(f"display: expected one of {metadata.DISPLAYS}, got {display!r}")
-        self.sequences = x
+            raise ValueError(f"display: expected one of {metadata.DISPLAYS} or None, got {display!r}")
+        if (display == "tokens") != (self.vocab is not None):
+            raise ValueError(f"display: {display!r} needs vocab= for tokens" if display == "tokens"
+                             else f"display: a token probe (vocab=) is drawn as 'tokens', got {display!r}")
         self.window = window
         self.display = display
+        self.seed = check_int("seed", seed, 0)
+        self.input_size = d
         self.labels, self.class_names = _check_labels(labels, class_names, n)
+        self.annotations = _check_annotations(annotations, n, t)
 
         positions = t - window + 1
         total = n * positions
@@ -102,16 +139,17 @@ class Probe:
         self._cache = {}
 
     @property
+    def data(self):
+        """The probe's data as logged for exemplars: ``tokens`` or ``sequences``."""
+        return self.tokens if self.tokens is not None else self.sequences
+
+    @property
     def num_sequences(self):
-        return self.sequences.shape[0]
+        return self.data.shape[0]
 
     @property
     def length(self):
-        return self.sequences.shape[1]
-
-    @property
-    def input_size(self):
-        return self.sequences.shape[2]
+        return self.data.shape[1]
 
     @property
     def positions(self):
@@ -134,8 +172,13 @@ class Probe:
             digest.update(name + data.nbytes.to_bytes(8, "little"))
             digest.update(data)
 
-        part(b"shape", self.sequences.shape, "<i8")
-        part(b"sequences", self.sequences.numpy(), "<f4")
+        if self.tokens is None:
+            part(b"shape", self.sequences.shape, "<i8")
+            part(b"sequences", self.sequences.numpy(), "<f4")
+        else:  # a one-hot probe of the same tokens has the same windows
+            part(b"token shape", self.tokens.shape, "<i8")
+            part(b"tokens", self.tokens.numpy(), "<i8")
+            part(b"vocab", np.frombuffer(json.dumps(self.vocab).encode("utf-8"), np.uint8), "u1")
         part(b"window", self.window, "<i8")
         part(b"window_sequence", self.window_sequence.numpy(), "<i8")
         part(b"window_position", self.window_position.numpy(), "<i8")
@@ -147,21 +190,103 @@ class Probe:
         return digest.hexdigest()[:16]
 
     def on(self, device, dtype):
-        """``(sequences, labels)`` on ``device``, sequences as ``dtype``, cached
-        across calls (so logging every k steps does not copy the probe each
-        time; the copies live as long as the probe). Window indices stay on
-        the CPU, where batches are scheduled."""
+        """``(data, labels, annotations)`` on ``device``: the sequences as
+        ``dtype`` (tokens stay int64), labels, and annotations ``(N, T, A)``
+        as ``dtype`` or ``None``; cached across calls (so logging every k
+        steps does not copy the probe each time; the copies live as long as
+        the probe). Window indices stay on the CPU, where batches are scheduled."""
         key = (str(device), dtype)
         if key not in self._cache:
             labels = None if self.labels is None else self.labels.to(device)
-            sequences = self.sequences.to(device, dtype)
-            if not torch.isfinite(sequences).all():  # e.g. beyond a float16 model's range
-                raise ValueError(
-                    f"probe: its sequences (up to |x| = {float(self.sequences.abs().max()):.3g}) "
-                    f"overflow the model's {dtype}; rescale them"
-                )
-            self._cache[key] = (sequences, labels)
+            if self.tokens is not None:
+                data = self.tokens.to(device)
+            else:
+                data = self.sequences.to(device, dtype)
+                if not torch.isfinite(data).all():  # e.g. beyond a float16 model's range
+                    raise ValueError(
+                        f"probe: its sequences (up to |x| = {float(self.sequences.abs().max()):.3g}) "
+                        f"overflow the model's {dtype}; rescale them"
+                    )
+            annotations = None
+            if self.annotations:
+                annotations = torch.stack(list(self.annotations.values()), -1).to(device, dtype)
+            self._cache[key] = (data, labels, annotations)
         return self._cache[key]
+
+
+def _as_sequences(x):
+    """Checked ``(N, T, D)`` float sequences on the CPU: float64 stays float64
+    (for float64 models), everything else becomes float32."""
+    if x.dim() != 3:
+        raise ValueError(f"sequences: expected a 3-D (N, T, D) tensor, got shape {tuple(x.shape)}")
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError(f"sequences: expected real numbers, got dtype {x.dtype}")
+    x = x.detach().to("cpu", torch.float64 if x.dtype == torch.float64 else torch.float32)
+    n, _, d = x.shape
+    if n == 0 or d == 0:
+        raise ValueError(f"sequences: expected N >= 1 and D >= 1, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("sequences: contains NaN or Inf values")
+    if x.dtype == torch.float64 and x.numel() and x.abs().max() > FLOAT32_MAX:
+        # The fingerprint hashes them as float32 and the logged arrays are float32 at most.
+        raise ValueError(
+            f"sequences: values up to |x| = {float(x.abs().max()):.3g} are beyond float32's range "
+            f"({FLOAT32_MAX:.3g}), in which they are hashed and logged; rescale them"
+        )
+    return x
+
+
+def _as_tokens(x, v):
+    """``(N, T)`` int64 tokens from integer tokens or ``(N, T, V)`` one-hot floats."""
+    if x.dim() == 3 and x.is_floating_point():
+        if x.shape[2] != v:
+            raise ValueError(f"sequences: one-hot tokens of size {x.shape[2]}, but vocab has V={v} tokens")
+        tokens = x.argmax(2)
+        if not torch.equal(x, torch.nn.functional.one_hot(tokens, v).to(x.dtype)):
+            raise ValueError("sequences: with vocab, (N, T, V) floats must be one-hot (a single 1 per position)")
+        x = tokens
+    elif x.dim() != 2 or x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(
+            f"sequences: with vocab, expected (N, T) integer tokens or (N, T, V) one-hot floats, "
+            f"got shape {tuple(x.shape)} of {x.dtype}"
+        )
+    x = x.detach().to("cpu", torch.int64)
+    if x.numel() == 0:
+        raise ValueError(f"sequences: expected N >= 1 and T >= 1, got shape {tuple(x.shape)}")
+    if int(x.min()) < 0 or int(x.max()) >= v:
+        raise ValueError(f"sequences: tokens must be in 0..{v - 1} (vocab has {v}), got {int(x.min())}..{int(x.max())}")
+    return x
+
+
+def _check_names(name, names):
+    """A list of strings (``vocab``, ``channel_names``), or ``None``."""
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__len__") or len(names) == 0:
+        raise ValueError(f"{name}: expected a non-empty list of strings, got {names!r:.80}")
+    if not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{name}: expected strings, got {next(type(n).__name__ for n in names if not isinstance(n, str))}")
+    return list(names)
+
+
+def _check_annotations(annotations, n, t):
+    """``{name: (N, T) float32 tensor}`` from ``annotations``."""
+    if annotations is None:
+        return {}
+    if not isinstance(annotations, dict):
+        raise ValueError(f"annotations: expected a dict of name -> (N, T) array, got {type(annotations).__name__}")
+    result = {}
+    for name, values in annotations.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"annotations: names must be non-empty strings, got {name!r}")
+        a = _as_tensor(f"annotations[{name!r}]", values)
+        if a.shape != (n, t) or a.is_complex():
+            raise ValueError(f"annotations[{name!r}]: expected shape (N, T)=({n}, {t}) of numbers, got {tuple(a.shape)}")
+        a = a.detach().to("cpu", torch.float32)
+        if not torch.isfinite(a).all():
+            raise ValueError(f"annotations[{name!r}]: contains NaN or Inf values")
+        result[name] = a
+    return result
 
 
 def _as_tensor(name, value):

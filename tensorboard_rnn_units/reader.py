@@ -148,7 +148,8 @@ class StepReader:
         every array but ``metadata.ANALYSIS_ARRAYS`` (what the pictures need).
         """
         step = self.step(ctx, experiment, run, tag, datum)
-        wanted = (lambda n: n not in metadata.ANALYSIS_ARRAYS) if names is None else (lambda n: n in names)
+        undrawn = (*metadata.ANALYSIS_ARRAYS, metadata.PROBE_ARRAY)
+        wanted = (lambda n: n not in undrawn) if names is None else (lambda n: n in names)
         with _readable(run, tag, datum):
             if step.layout is None:
                 blobs = [self._provider.read_blob(ctx, blob_key=b.blob_key) for b in datum.values]
@@ -165,6 +166,37 @@ class StepReader:
             name: (_cut(array, axes, start, stop), axes) for name, (array, axes) in arrays.items()
             if wanted(name)
         }
+
+    def probe_sequences(self, ctx, experiment, run, tag, datum, sequences):
+        """``(axes, [array of each of ``sequences``])``: rows of the probe data a
+        step's exemplars index (its file, or its inline ``probe_data``); 404
+        when the step has none (logged before 1.1) or it cannot be read."""
+        step = self.step(ctx, experiment, run, tag, datum)
+        spec = step.header.get("probe")
+        if spec is None:
+            raise errors.NotFoundError(
+                f"step {datum.step} of run {run!r}, tag {tag!r} has no probe data (logged before "
+                "tensorboard-rnn-units 1.1): no exemplars to show"
+            )
+        shape, axes = spec["shape"], spec["axes"]
+        if any(not 0 <= n < shape[0] for n in sequences):
+            raise errors.NotFoundError(f"step {datum.step} of run {run!r}, tag {tag!r}: exemplar outside its probe")
+        if spec["file"] is None:
+            _, arrays = self.read(ctx, experiment, run, tag, datum, 0, step.header["units"], [metadata.PROBE_ARRAY])
+            data = arrays[metadata.PROBE_ARRAY][0]
+            return axes, [np.array(data[n]) for n in sequences]
+        row = np.dtype(spec["dtype"]).itemsize * int(np.prod(shape[1:]))
+        path = os.path.join(self._logdir or "", run, *metadata.PLUGIN_DIR, spec["file"])
+        try:
+            parts = _read_ranges(path, [(n * row, row) for n in sequences])
+        except (OSError, tf.errors.NotFoundError):
+            raise errors.NotFoundError(
+                f"step {datum.step} of run {run!r}, tag {tag!r}: its probe file {path} is missing or unreadable"
+            ) from None
+        if any(len(part) != row for part in parts):
+            raise errors.NotFoundError(f"step {datum.step} of run {run!r}, tag {tag!r}: its probe file {path} is short")
+        dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+        return axes, [np.frombuffer(part, dtype).reshape(shape[1:]) for part in parts]
 
     def _read_inline(self, ctx, datum, layout, start, stop, whole, records, names):
         if len(datum.values) != 2 + layout.num_chunks:

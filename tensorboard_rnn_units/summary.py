@@ -44,6 +44,10 @@ def layout(features):
         "context": features.context,
         "num_windows": features.num_windows,
         "probe_fingerprint": features.probe_fingerprint,
+        "vocab": features.vocab,
+        "channel_names": features.channel_names,
+        "annotation_names": list(features.annotation_correlation) or None,
+        "gate_names": None if features.gate_saturation is None else list(features.gate_saturation),
     }
 
 
@@ -61,6 +65,12 @@ def step_arrays(features):
     arrays["sample_gram"] = (analysis.gram(sample).astype(np.float16), ["sample", "other_sample"])
     if features.class_counts is not None:
         arrays["class_counts"] = (f32(features.class_counts), ["class"])
+    if features.annotation_correlation:
+        correlation = np.stack([f32(r) for r in features.annotation_correlation.values()], 1)
+        arrays["annotation_correlation"] = (correlation, ["unit", "annotation"])
+    if features.gate_saturation is not None:
+        arrays["gate_saturation"] = (np.stack([f32(g) for g in features.gate_saturation.values()], 1), ["unit", "gate"])
+        arrays["time_constant"] = (f32(features.time_constant), ["unit"])
     for name, w in features.weighted.items():
         arrays[f"{name}/average"] = (f16(w.average), ["unit", "window", "input"])
         if w.rollout is not None:
@@ -72,7 +82,19 @@ def step_arrays(features):
             arrays[f"{name}/class_weight"] = (f32(w.class_weight), ["unit", "class"])
             arrays[f"{name}/units_per_class"] = (analysis.units_per_class(w.class_weight.numpy()).astype(np.float32), ["class"])
         arrays[f"{name}/dead"] = (w.dead.numpy().astype(np.uint8), ["unit"])
+        arrays[f"{name}/exemplar_sequence"] = (w.exemplar_sequence.numpy().astype(np.int32), ["unit", "exemplar"])
+        arrays[f"{name}/exemplar_end"] = (w.exemplar_end.numpy().astype(np.int32), ["unit", "exemplar"])
+        arrays[f"{name}/exemplar_signal"] = (f32(w.exemplar_signal), ["unit", "exemplar"])
     return arrays
+
+
+def probe_array(features):
+    """The probe's data as logged once per probe for exemplars: int32 tokens
+    ``(N, T)`` or float16/32 sequences ``(N, T, D)``, with its axes."""
+    data = features.probe_data.numpy()
+    if features.vocab is not None:
+        return data.astype(np.int32), ["sequence", "time"]
+    return metadata.compact_float(data), ["sequence", "time", "input"]
 
 
 def rnn_units_pb(tag, features, *, description=None):
@@ -87,7 +109,7 @@ def rnn_units_pb(tag, features, *, description=None):
       description: optional Markdown shown with the tag.
     """
     _check(tag, features)
-    header, shared, chunks = _encode(tag, features)
+    header, shared, chunks = _encode(tag, features, inline_probe=True)
     return _summary(tag, header, [shared, *chunks], description)
 
 
@@ -128,6 +150,7 @@ def _write(writer, file_writer, tag, features, global_step, walltime):
     header["file"] = f"{global_step:012d}-{secrets.token_hex(6)}.rnnu"
     folder = os.path.join(file_writer.get_logdir(), *metadata.PLUGIN_DIR)
     tf.io.gfile.makedirs(folder)
+    header["probe"] = _write_probe(folder, features)
     # The data first: a reader that sees the record finds its whole file.
     with tf.io.gfile.GFile(os.path.join(folder, header["file"]), "wb") as f:
         f.write(b"".join([shared, *chunks]))
@@ -200,11 +223,33 @@ def _warn_unservable_names(tag, logdir):
             )
 
 
-def _encode(tag, features, previous=None):
+def _write_probe(folder, features):
+    """Writes the probe's data once per run folder (named by its fingerprint)
+    unless it is there; returns the header's ``probe`` entry."""
+    array, axes = probe_array(features)
+    name = f"probe-{features.probe_fingerprint}.rnnu"
+    path = os.path.join(folder, name)
+    if path not in _probes_written:
+        # Written unless a whole copy is there (one cut short by a crash is rewritten).
+        if not tf.io.gfile.exists(path) or tf.io.gfile.stat(path).length != array.nbytes:
+            with tf.io.gfile.GFile(path, "wb") as f:
+                f.write(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes())
+        _probes_written.add(path)
+    return metadata.probe_spec(array, axes, name)
+
+
+_probes_written = set()  # probe files known to exist, so each is checked once per process
+
+
+def _encode(tag, features, previous=None, inline_probe=False):
     """``metadata.encode_step`` of ``features``; with the ``_Logged`` step
-    before it, each unit's ``activation_change`` since that step too."""
+    before it, each unit's ``activation_change`` since that step too;
+    ``inline_probe`` adds the probe's data as the whole array ``probe_data``."""
     description = dict(layout(features), weightings=list(features.weighted), top_fraction=features.top_fraction)
     arrays = step_arrays(features)
+    if inline_probe:
+        arrays[metadata.PROBE_ARRAY] = probe_array(features)
+        description["probe"] = metadata.probe_spec(*arrays[metadata.PROBE_ARRAY], None)
     if previous is not None:
         change = analysis.change(previous.sample.numpy(), features.activation_sample.numpy())
         arrays["activation_change"] = (change.astype(np.float32), ["unit"], False)

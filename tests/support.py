@@ -211,10 +211,11 @@ def read_logged_steps(run_dir, tag=TAG):
 
 def logged_arrays(features, tag=TAG, served=True):
     """The arrays of one step as the summary API encodes them; with ``served``,
-    those ``/features`` serves (not ``metadata.ANALYSIS_ARRAYS``)."""
+    those ``/features`` serves (not ``metadata.ANALYSIS_ARRAYS`` nor the probe's data)."""
     summary = rnn_units.rnn_units_pb(tag, features)
     arrays = decode_logged_step(list(summary.value[0].tensor.string_val))[1]
-    return {k: v for k, v in arrays.items() if not (served and k in metadata.ANALYSIS_ARRAYS)}
+    undrawn = (*metadata.ANALYSIS_ARRAYS, metadata.PROBE_ARRAY)
+    return {k: v for k, v in arrays.items() if not (served and k in undrawn)}
 
 
 def summary_writer(run_dir):

@@ -33,7 +33,16 @@ X = torch.rand(4, 6, 3)
         (dict(sequences=X, window=2, labels=[0, 1, 2, 10**9]), r"labels: class index 1000000000 is over 9999; pass class_names"),
         (dict(sequences=X, window=2, labels=[0, 1, 2, 0], class_names="abc"), r"class_names: expected a list of names, got str"),
         (dict(sequences=X, window=2, labels=[0, 1, 2, 0], class_names=5), r"class_names: expected a list of names, got int"),
-        (dict(sequences=X, window=2, display="tokens"), r"display: expected one of"),
+        (dict(sequences=X, window=2, display="heatmap"), r"display: expected one of"),
+        (dict(sequences=X, window=2, display="tokens"), r"display: 'tokens' needs vocab="),
+        (dict(sequences=X, window=2, channel_names=["a", "b"]), r"channel_names: 2 names for D=3"),
+        (dict(sequences=X, window=2, embed=torch.nn.Embedding(3, 3)), r"embed: maps integer tokens, so it needs vocab="),
+        (dict(sequences=X, window=2, vocab=list("abc")), r"sequences: with vocab, \(N, T, V\) floats must be one-hot"),
+        (dict(sequences=torch.tensor([[0, 1, 3]]), window=2, vocab=list("abc")), r"sequences: tokens must be in 0..2"),
+        (dict(sequences=torch.tensor([[0, 1, 2]]), window=2, vocab="abc"), r"vocab: expected a non-empty list of strings"),
+        (dict(sequences=torch.tensor([[0, 1, 2]]), window=2, vocab=list("abc"), display="image_rows"), r"display: a token probe"),
+        (dict(sequences=X, window=2, annotations={"a": torch.zeros(4, 5)}), r"annotations\['a'\]: expected shape \(N, T\)=\(4, 6\)"),
+        (dict(sequences=X, window=2, annotations=[1]), r"annotations: expected a dict"),
     ],
 )
 def test_probe_rejects(kwargs, match):

@@ -165,10 +165,16 @@ def test_a_data_file_holds_exactly_its_arrays(tmp_path):
     with SummaryWriter(tmp_path) as writer:
         rnn_units.add_unit_features(writer, "u", features, global_step=7)
     [(header, arrays)] = support.read_logged_steps(tmp_path, "u").values()
-    [path] = (tmp_path / "plugins" / "rnn_units").iterdir()
-    assert path.name == header["file"] and path.name.startswith("000000000007-")
+    folder = tmp_path / "plugins" / "rnn_units"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([header["file"], header["probe"]["file"]])
+    path = folder / header["file"]
+    assert path.name.startswith("000000000007-")
     array_bytes = sum(array.nbytes for array in arrays.values())
     assert array_bytes <= path.stat().st_size <= array_bytes + 8 * (len(arrays) + 6 * len(arrays))
+    # The probe's data, once per run, exactly its bytes.
+    probe = header["probe"]
+    assert probe["file"] == f"probe-{features.probe_fingerprint}.rnnu"
+    assert (folder / probe["file"]).read_bytes() == features.probe_data.numpy().astype(np.float16).tobytes()
 
 
 def test_large_values_fall_back_to_float32_instead_of_overflowing():
@@ -206,8 +212,9 @@ def test_add_rnn_units_logs_both_weightings_top_first(tmp_path):
     assert header["weightings"] == ["top", "relu"] and header["rollout"] == 0
 
 
-LAYOUT = dict(units=2, window=3, rollout=0, input_size=4, positions=5, display="image_rows", class_names=None,
-              signal="hidden", layer=0, context="prefix", num_windows=10, probe_fingerprint="0" * 16)
+LAYOUT = dict(units=2, window=3, rollout=0, input_size=4, positions=5, display="tokens", class_names=None,
+              signal="hidden", layer=0, context="prefix", num_windows=10, probe_fingerprint="0" * 16,
+              vocab=list("abcd"), channel_names=None, annotation_names=["in_string"], gate_names=["reset", "update"])
 
 
 def test_parse_rejects_newer_versions_and_garbage():
