@@ -14,10 +14,10 @@
 // reference: the unit numbers, the order, the detail are A's; across runs
 // each cell shows B's unit matched to A's (/match).
 
-import {changeScores, deadMeaning, defaultWeighting, dominantClass, fetchChange, fetchCoverage, fetchDrift, fetchProblems,
-  fetchMatch, fetchOrder, fetchSimilarity, fetchSteps, fetchTags, fetchUnit, frame, nearestIndex, nearestStep, rowOf,
-  unitStats, weightingOf} from "./model.js";
-import {NEEDS, ORDERS, orderMaps, unitOrder} from "./order.js";
+import {annotationCorrelations, changeScores, deadMeaning, defaultWeighting, dominantClass, fetchChange, fetchCoverage,
+  fetchDrift, fetchExemplars, fetchProblems, fetchMatch, fetchOrder, fetchSimilarity, fetchSteps, fetchTags, fetchUnit,
+  frame, nearestIndex, nearestStep, neverPositive, rowOf, unitStats, weightingOf} from "./model.js";
+import {annotationOf, needsOf, orderMaps, ordersOf, unitOrder} from "./order.js";
 import {Answers, BLOCK_UNITS, Store, blocksOf} from "./store.js";
 import {el, fmt, pct} from "./views/dom.js";
 import {CompareBar, changeRows, settledRows, summaryText} from "./views/compare.js";
@@ -26,6 +26,7 @@ import {DetailView} from "./views/detail.js";
 import {GridView} from "./views/grid.js";
 import {AnalysisPanel} from "./views/panel.js";
 import {PAINTERS, difference, sideBySide} from "./views/painters.js";
+import {channelColour, channelName} from "./views/series.js";
 import {Stepper} from "./views/stepper.js";
 
 // How often to look for new runs, tags and steps, like TensorBoard's reload.
@@ -93,12 +94,14 @@ export class App {
     });
     this.panel = new AnalysisPanel({onPickSteps: (a, b) => this.compareSteps(a, b)});
     this.notice = el("div", {class: "notice", role: "status"});
+    // What the cells of a series or tokens grid show (renderKey).
+    this.key = el("div", {class: "display-key", hidden: true});
     // Tags that cannot be read while others can (render: problemsNotice).
     this.problemsNote = el("p", {class: "problems-note", role: "status", "data-testid": "problems-note",
       hidden: true});
     this.compareBar.element.hidden = true;
     this.header = el("header", {class: "top"}, this.controls.element, this.stepper.element, this.compareBar.element);
-    this.main = el("main", {}, this.problemsNote, this.notice, this.grid.element, this.panel.element);
+    this.main = el("main", {}, this.problemsNote, this.notice, this.key, this.grid.element, this.panel.element);
     root.append(this.header, this.main, this.detail.element);
     this.setNotice("Loading…");
     window.addEventListener("resize", () => this.renderSoon());  // refits the grid unless zoomed
@@ -141,13 +144,18 @@ export class App {
         if (!("unit" in patch)) s.unit = -1;
       }
       const desc = this.tags[s.run][s.tag];
-      if (!desc.weightings.includes(s.weighting)) s.weighting = defaultWeighting(desc.weightings);
       const steps = this.steps.get(JSON.stringify([s.run, s.tag]));
       if (s.step === null && steps?.length) s.step = steps.at(-1).step;
+      // A weighting the tag logged, or the step shown (or the one shown before) did: e.g. "bottom" on some steps.
+      const sameTag = s.run === old.run && s.tag === old.tag;
+      if (!this.weightingsAt(s.run, s.tag, s.step, sameTag ? old.step : null).includes(s.weighting)) {
+        s.weighting = defaultWeighting(desc.weightings);
+      }
       if (s.compare) s.compare = this.consistentCompare(s, old);
       if (!desc.class_names?.length && s.order === "class") s.order = "index";
     }
-    if (!ORDERS.some(([name]) => name === s.order) || (s.order === "change" && !s.compare)) s.order = "index";
+    const orders = s.run ? ordersOf(this.tags[s.run][s.tag]) : [];
+    if (!orders.some(([name]) => name === s.order) || (s.order === "change" && !s.compare)) s.order = "index";
     this.state = s;
     // A manual change of run, tag or step tries failed steps again at once.
     if (s.run !== old.run || s.tag !== old.tag || s.step !== old.step
@@ -175,6 +183,15 @@ export class App {
     if (c.step_a === null && stepsA.length) c.step_a = stepsA[0].step;
     if (c.step_b === null && stepsB.length) c.step_b = stepsB.at(-1).step;
     return c;
+  }
+
+  /**
+   * The weightings of run/tag: those of its description (its latest step)
+   * and of the given steps' headers, where loaded, in the order logged.
+   */
+  weightingsAt(run, tag, ...steps) {
+    const headers = steps.filter((step) => step !== null).map((step) => this.store.header(run, tag, step));
+    return [...new Set([...this.tags[run][tag].weightings, ...headers.flatMap((h) => h?.weightings ?? [])])];
   }
 
   /** Shows the i-th logged step (clamped); not in compare mode, where the step control is hidden. */
@@ -457,19 +474,26 @@ export class App {
   /** The order `name` of the units of a step (see order.js); a promise. */
   async computeOrder(name, {run, tag, step}) {
     const weighting = this.state.weighting;
-    if (NEEDS[name] === "similarity") return unitOrder(name, {similarity: (await fetchOrder(run, tag, step)).similarity});
-    if (NEEDS[name] === "change") {
+    const needs = needsOf(name);
+    if (needs === "similarity") return unitOrder(name, {similarity: (await fetchOrder(run, tag, step)).similarity});
+    if (needs === "change") {
       const answer = await this.answers.load(...this.comparisonRequest());
       if (answer instanceof Error) throw answer;
       const {scores} = changeScores(answer, weighting);
       return unitOrder(name, {count: scores.length, change: scores});
     }
-    if (NEEDS[name] !== "units") return null;
+    if (needs !== "units") return null;
     const blocks = await this.loadStep(run, tag, step);
     const w = weightingOf(blocks[0], weighting);
     const at = (u) => [blocks[Math.floor(u / BLOCK_UNITS)], w, "unit", u % BLOCK_UNITS];
+    const annotation = annotationOf(name);
+    if (annotation !== null && !blocks[0].arrays.annotation_correlation) {
+      throw new Error(`step ${step} has no annotation correlations`);
+    }
     return unitOrder(name, {count: blocks[0].header.units, stats: (u) => unitStats(...at(u)),
-      dominant: (u) => dominantClass(...at(u))});
+      dominant: (u) => dominantClass(...at(u)),
+      annotation: (u) => annotationCorrelations(blocks[Math.floor(u / BLOCK_UNITS)], "unit", u % BLOCK_UNITS)
+        .find((a) => a.name === annotation)?.value ?? NaN});
   }
 
   /** Fetches the open unit across all steps, for the detail's filmstrip (again when the steps change). */
@@ -525,8 +549,9 @@ export class App {
     const desc = this.tags[s.run][s.tag];
     this.controls.update({
       runs: Object.keys(this.tags).sort(), run: s.run, tags: Object.keys(this.tags[s.run]).sort(), tag: s.tag,
-      weightings: desc.weightings, weighting: s.weighting, shared: s.shared, diff: s.diff, labels: s.labels,
-      hasLabels: Boolean(desc.class_names?.length), scale: this.scale(), order: s.order, compare: Boolean(s.compare),
+      weightings: this.weightingsAt(s.run, s.tag, s.compare ? s.compare.step_a : s.step), weighting: s.weighting,
+      shared: s.shared, diff: s.diff, labels: s.labels, hasLabels: Boolean(desc.class_names?.length),
+      scale: this.scale(), orders: ordersOf(desc), order: s.order, compare: Boolean(s.compare),
     });
     if (steps instanceof Error) {
       return this.setNotice(`Could not load the steps of ${s.run} / ${s.tag}.`, steps.message, true);
@@ -549,8 +574,10 @@ export class App {
     const s = this.state;
     if (s.zoomed) return s.scale;
     const {clientWidth, clientHeight} = this.grid.scroller;  // 0 while hidden
-    return fitScale(this.tags[s.run][s.tag], clientWidth || window.innerWidth - 48,
-      clientHeight || window.innerHeight - 140, s.compare && !s.compare.diff ? 2 : 1);
+    const desc = this.tags[s.run][s.tag];
+    const fit = desc.display === "image_rows" || !PAINTERS[desc.display] ? fitScale : fitCells;
+    return fit(desc, clientWidth || window.innerWidth - 48, clientHeight || window.innerHeight - 140,
+      s.compare && !s.compare.diff ? 2 : 1);
   }
 
   /** Draws the grid; returns [title, text, error] for a notice when it cannot show the selected step. */
@@ -560,6 +587,7 @@ export class App {
     let plan = this.plan(wanted);
     if (!plan.painter) {
       this.drawn = null;
+      this.renderKey(null);
       this.grid.unset();
       this.grid.setCaption(`${s.run} · ${s.tag}`);
       return [`This tag's display “${plan.header.display}” cannot be drawn by this version of the RNN Units tab.`,
@@ -582,6 +610,7 @@ export class App {
     if (!plan.painter) return null;
     const {header, mode, layout, order} = plan;
     this.drawn = {sides, header, order};
+    this.renderKey(header, mode === "diff" || s.diff);
 
     const [a, b] = sides;
     const match = b?.units ? this.comparison() : null;
@@ -621,7 +650,8 @@ export class App {
   /**
    * The frame of `unit` in a drawn side: undefined while it loads, null
    * when the side has no such unit (or another layout than `header`'s), with
-   * its dominant class as `label` when class labels are on.
+   * its dominant class as `label` when class labels are on, or "≤0" when its
+   * weights are zero because its signal is never positive.
    */
   frameOf(side, unit, header) {
     if (side.step === null || side.units === undefined) return undefined;
@@ -635,6 +665,8 @@ export class App {
     const f = frame(block, weighting, "unit", row, this.state.diff);
     const dominant = this.state.labels && !f.dead && dominantClass(block, weighting, "unit", row);
     if (dominant) f.label = block.header.class_names?.[dominant.index] ?? String(dominant.index);
+    // Not dead: its signal is never positive (the bottom weighting shows it).
+    if (f.dead && neverPositive(unitStats(block, weighting, "unit", row), weighting)) f.label = "≤0";
     return f;
   }
 
@@ -673,8 +705,20 @@ export class App {
     }
     this.detail.render({current, unit, missing, history: this.history?.id === id ? this.history.value : null,
       step, weighting, diff, shared, label, ...compared,
+      exemplars: this.exemplarsOf(current, {run, tag, step, unit, weighting}),
       change: b ? [...this.changeRows(unit), ...settledRows(this.perRun("drift", fetchDrift), unit)] : []});
     this.detail.open();
+  }
+
+  /**
+   * The /exemplars answer of `unit` at `step` (undefined while it loads, an
+   * Error), or null when the step logged no exemplars (older logs): not asked.
+   */
+  exemplarsOf(current, {run, tag, step, unit, weighting}) {
+    if (!current) return undefined;
+    if (!current.arrays[`${weighting}/exemplar_sequence`]) return null;
+    return this.answers.get(["exemplars", run, tag, step, unit, weighting],
+      () => fetchExemplars(run, tag, step, unit, weighting));
   }
 
   hover(position) {
@@ -690,9 +734,14 @@ export class App {
     }
     const weighting = weightingOf(block, this.state.weighting);
     const s = unitStats(block, weighting, "unit", row);
-    this.grid.setReadout(s.dead ? `unit ${unit} · dead: ${deadMeaning(weighting)}`
+    const tracks = annotationCorrelations(block, "unit", row).filter((a) => Number.isFinite(a.value))
+      .sort((a, b) => Math.abs(b.value) - Math.abs(a.value)).slice(0, 2)
+      .map((a) => ` · ${a.name} ${a.value < 0 ? "−" : ""}${Math.abs(a.value).toFixed(2)}`).join("");
+    this.grid.setReadout(neverPositive(s, weighting) ? `unit ${unit} · never positive (max signal ${fmt(s.signalMax)})`
+        + `${tracks} · click for detail`
+      : s.dead ? `unit ${unit} · dead: ${deadMeaning(weighting)}`
       : `unit ${unit} · active ${pct(s.activeFraction)} · ESS ${pct(s.effectiveSampleSize)}`
-        + ` · max signal ${fmt(s.signalMax)} · click for detail`);
+        + ` · max signal ${fmt(s.signalMax)}${tracks} · click for detail`);
   }
 
   // ---- Compare mode ----
@@ -740,6 +789,37 @@ export class App {
   }
 
   /**
+   * The key of what a grid of charts or text shows, above it (its colour
+   * legend says little there): the channels of a series, how to read the
+   * text of tokens. `header`: the layout drawn (null: none).
+   */
+  renderKey(header, diff = false) {
+    const display = header?.display;
+    this.key.hidden = display !== "series" && display !== "tokens";
+    this.main.dataset.display = display ?? "";
+    if (this.key.hidden) return;
+    const id = JSON.stringify([display, header.channel_names, header.input_size, diff]);
+    if (this.key.dataset.id === id) return;
+    this.key.dataset.id = id;
+    if (display === "series") {
+      const D = header.input_size;
+      this.key.replaceChildren(...Array.from({length: Math.min(D, 24)}, (_, c) => {
+        const swatch = el("span", {class: "swatch"});
+        swatch.style.background = channelColour(c);
+        return el("span", {class: "series-key"}, swatch, channelName(header.channel_names, c));
+      }), D > 24 ? el("span", {class: "series-key"}, `and ${D - 24} more`) : "",
+      el("span", {class: "key-note"}, diff ? "each cell: the unit's average minus the probe's mean (0: the grey line)"
+        : "each cell: the unit's average window, then its rollout (shaded); faint dashed: the probe's mean"));
+    } else {
+      this.key.replaceChildren(el("span", {class: "key-note"}, diff
+        ? "each cell: the token most over-represented at each position of the unit's window (first line) and of its " +
+          "rollout (→, second line), highlighted by how much more likely than in the probe it is"
+        : "each cell: the most likely token at each position of the unit's window (first line) and of its rollout " +
+          "(→, second line: what its state predicts next), highlighted by its probability"));
+    }
+  }
+
+  /**
    * Shows a message instead of the grid ("" hides it). An `error` keeps the
    * grid visible, so a failed reload does not blank what is already drawn.
    */
@@ -781,9 +861,9 @@ function sameSteps(a, b) {
   return a instanceof Error && b instanceof Error && a.message === b.message;
 }
 
-/** {L, R, D} of a description. */
-function shapeOf({window: L, rollout: R, input_size: D}) {
-  return {L, R, D};
+/** {L, R, D, vocab, channels} of a description: what painters draw from (see painters.js). */
+function shapeOf({window: L, rollout: R, input_size: D, vocab = null, channel_names: channels = null}) {
+  return {L, R, D, vocab, channels};
 }
 
 /** Whether two descriptions have the same window, rollout and input size (A and B draw alike). */
@@ -806,4 +886,20 @@ function fitScale({units, input_size: inputs, window: L, rollout: R}, width, hei
   const byHeight = (height - 4 * (rows + 1) - 3 * rows) / (rows * (L + R));
   const legible = Math.ceil(MIN_CELL_PX / Math.max(1, D, L + R));
   return Math.max(1, Math.min(8, Math.max(legible, Math.floor(Math.min(byWidth, byHeight)))));
+}
+
+/**
+ * The zoom (1 to 8) of the displays whose cells are charts or text (series,
+ * tokens): the largest at which the near-square grid of `painter`'s cells
+ * fits `width` x `height` CSS px; 1 (still legible: cells scroll) when none does.
+ */
+function fitCells(desc, width, height, across = 1) {
+  const painter = PAINTERS[desc.display];
+  const cols = Math.ceil(Math.sqrt(desc.units));
+  const rows = Math.ceil(desc.units / cols);
+  for (let s = 8; s > 1; s--) {
+    const {w, h} = painter.cellSize(shapeOf(desc), s);
+    if (cols * (across * w + 2 * (across - 1) + 4) + 4 <= width && rows * (h + 4) + 4 <= height) return s;
+  }
+  return 1;
 }

@@ -39,6 +39,16 @@ export function fetchUnit(run, tag, unit) {
   return fetchWire(`./unit?${new URLSearchParams({run, tag, unit})}`);
 }
 
+/**
+ * GET ./exemplars -> {display, window, weighting, exemplars: [{sequence,
+ * start, end, signal, values (T x D) or tokens (T ids)}]}: the probe
+ * windows that weigh most in `unit`'s average at `step`, best first, each
+ * with its whole sequence so the window can be shown in context.
+ */
+export function fetchExemplars(run, tag, step, unit, weighting) {
+  return fetchJson(`./exemplars?${new URLSearchParams({run, tag, step, unit, weighting})}`);
+}
+
 // The comparison routes (docs/CONTRACTS.md, "Comparison routes").
 
 /** GET ./change -> {units, step_a, step_b, activation: [H] or null, average: {weighting: [H]}, missing}. */
@@ -108,7 +118,8 @@ async function fetchWire(url) {
   return decodeWire(await (await fetchOk(url)).arrayBuffer());
 }
 
-const ITEM_SIZES = {float16: 2, float32: 4, uint8: 1};
+const ITEM_SIZES = {float16: 2, float32: 4, uint8: 1, int32: 4};
+const VIEWS = {float32: Float32Array, uint8: Uint8Array, int32: Int32Array};
 
 /**
  * Decodes the wire format: uint32 LE header length n, n bytes of JSON header
@@ -116,7 +127,8 @@ const ITEM_SIZES = {float16: 2, float32: 4, uint8: 1};
  * the raw little-endian array bytes at 8-aligned offsets.
  *
  * Returns {header, arrays: {name: {data, shape, axes}}, ignored, bytes}:
- * float16 and float32 become Float32Array, uint8 stays Uint8Array. An array
+ * float16 and float32 become Float32Array, uint8 stays Uint8Array, int32
+ * Int32Array. An array
  * of a dtype this code does not know, or without one axis name per
  * dimension, is left out and named in `ignored` (a newer backend may add
  * such arrays); an array whose bytes lie outside the buffer fails the whole
@@ -145,7 +157,7 @@ export function decodeWire(buffer) {
       data = halfToFloat(new Uint16Array(buffer, offset, count));
       bytes += data.byteLength;
     } else {
-      data = dtype === "float32" ? new Float32Array(buffer, offset, count) : new Uint8Array(buffer, offset, count);
+      data = new VIEWS[dtype](buffer, offset, count);
     }
     arrays[name] = {data, shape, axes};
   }
@@ -228,11 +240,22 @@ export function weightingOf({header, arrays}, wanted) {
 const DEAD_MEANINGS = {
   relu: "never active on the probe (signal ≤ 0 on every window)",
   top: "no window above its top-fraction threshold",
+  bottom: "no window below its bottom-fraction threshold",
 };
 
 /** Why a unit is dead under `weighting`, for labels. */
 export function deadMeaning(weighting) {
   return DEAD_MEANINGS[weighting] ?? "all its window weights are zero";
+}
+
+/**
+ * Whether a unit's signal is never positive on the probe (its signal_max
+ * ≤ 0) while `weighting` looks at the positive side (relu, top): such a
+ * unit is not dead, it works below zero (e.g. a tanh unit), which the
+ * "bottom" weighting shows. `stats` from unitStats.
+ */
+export function neverPositive(stats, weighting) {
+  return (weighting === "relu" || weighting === "top") && stats.signalMax <= 0;
 }
 
 /**
@@ -248,10 +271,14 @@ export function frame({arrays}, weighting, axis, i, diff) {
   const average = at(`${weighting}/average`);
   if (!average) throw new Error(`no ${weighting} weighting in this response`);
   const rollout = at(`${weighting}/rollout`);
+  const meanWindow = at("mean_window");
+  const meanRollout = at("mean_rollout");
   return {
-    window: centred(average, diff && at("mean_window")),
-    rollout: rollout?.length ? centred(rollout, diff && at("mean_rollout")) : null,
+    window: centred(average, diff && meanWindow),
+    rollout: rollout?.length ? centred(rollout, diff && meanRollout) : null,
     dead: Boolean(at(`${weighting}/dead`)?.[0]),
+    // The probe's mean window and rollout, a reference some painters draw (none with diff: it is 0 there).
+    mean: !diff && meanWindow ? {window: meanWindow, rollout: meanRollout?.length ? meanRollout : null} : null,
   };
 }
 
@@ -286,6 +313,64 @@ export function unitStats({arrays}, weighting, axis, i) {
     signalMax: at("signal_max"),
     dead: Boolean(at(`${weighting}/dead`)),
   };
+}
+
+/**
+ * [{name, value}] of a per-unit array with a second named axis at item i
+ * along `axis` (e.g. `annotation_correlation` ["unit", "annotation"] with
+ * the header's `annotation_names`), or [] when the response lacks it.
+ */
+export function namedValues({header, arrays}, array, namesKey, axis, i) {
+  const names = header[namesKey];
+  if (!arrays[array] || !Array.isArray(names)) return [];
+  const values = along(arrays[array], axis, i).data;
+  return names.slice(0, values.length).map((name, k) => ({name: String(name), value: values[k]}));
+}
+
+/** [{name, value}] of each annotation's correlation with item i along `axis` (see namedValues). */
+export function annotationCorrelations(decoded, axis, i) {
+  return namedValues(decoded, "annotation_correlation", "annotation_names", axis, i);
+}
+
+/**
+ * Gated cells: {saturation: [{name, value}] (fraction of windows with the
+ * gate below 0.1 or above 0.9), timeConstant (steps; Infinity: never
+ * forgets; NaN when not logged)} of item i along `axis`.
+ */
+export function gateStats(decoded, axis, i) {
+  const tau = decoded.arrays.time_constant;
+  return {
+    saturation: namedValues(decoded, "gate_saturation", "gate_names", axis, i),
+    timeConstant: tau ? along(tau, axis, i).data[0] : NaN,
+  };
+}
+
+/**
+ * The most likely token at each position of a tokens display's picture
+ * (positions x V row-major probabilities, V = vocabulary size): {index,
+ * value} per position, the first of equal values winning.
+ */
+export function mostLikely(values, V) {
+  const out = [];
+  for (let p = 0; p + V <= values.length; p += V) {
+    let best = 0;
+    for (let v = 1; v < V; v++) if (values[p + v] > values[p + best]) best = v;
+    out.push({index: best, value: values[p + best]});
+  }
+  return out;
+}
+
+/**
+ * Tokens as plain text: single characters joined with nothing between
+ * them, longer tokens set off by spaces: ["a", "b", "cd", "e"] -> "ab cd e".
+ */
+export function joinTokens(tokens) {
+  const single = (t) => [...String(t)].length === 1;
+  let text = "";
+  tokens.forEach((t, k) => {
+    text += k > 0 && !(single(t) && single(tokens[k - 1])) ? ` ${t}` : String(t);
+  });
+  return text;
 }
 
 /**

@@ -18,15 +18,39 @@ export const ORDERS = [
 export const NEEDS = {index: null, activity: "units", selectivity: "units", class: "units",
   change: "change", similarity: "similarity"};
 
+// One more order per annotation the probe has, named "annotation:NAME":
+// the units most correlated with that annotation first.
+const ANNOTATION = "annotation:";
+
+/** [name, label, description] of the orders of a tag: ORDERS and one per annotation of its description. */
+export function ordersOf(description) {
+  const names = description?.annotation_names ?? [];
+  return [...ORDERS, ...names.map((n) => [`${ANNOTATION}${n}`, `annotation: ${n}`,
+    `highest correlation with the annotation “${n}” first (at the window's last input)`])];
+}
+
+/** The annotation an order sorts by ("annotation:NAME" -> NAME), or null. */
+export function annotationOf(name) {
+  return typeof name === "string" && name.startsWith(ANNOTATION) ? name.slice(ANNOTATION.length) : null;
+}
+
+/** What the order `name` needs (see NEEDS); annotation orders need every unit at one step. */
+export function needsOf(name) {
+  return annotationOf(name) !== null ? "units" : NEEDS[name] ?? null;
+}
+
 /**
  * The order `name` of `count` units from what it needs:
  *   stats(unit): model.unitStats at the step sorted by (activity, selectivity);
  *   dominant(unit): model.dominantClass, {index, weight} or null (class);
  *   change: per-unit change scores, NaN where unknown (change);
- *   similarity: /order's `similarity` list (similarity).
+ *   similarity: /order's `similarity` list (similarity);
+ *   annotation(unit): the unit's correlation with the order's annotation
+ *     ("annotation:NAME"), NaN where not logged.
  * Units without a value (dead, unmatched, no class) go last.
  */
-export function unitOrder(name, {count, stats, dominant, change, similarity}) {
+export function unitOrder(name, {count, stats, dominant, change, similarity, annotation}) {
+  if (annotationOf(name) !== null) return sortUnits(count, (u) => -annotation(u));
   switch (name) {
     case "activity":
       return sortUnits(count, (u) => -stats(u).signalMean);

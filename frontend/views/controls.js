@@ -16,15 +16,17 @@ export class Controls {
     this.weighting = el("select", {
       "data-testid": "weighting-select",
       "aria-label": "Weighting",
-      title: "How windows are weighted by the unit's signal: top = its strongest windows, relu = all positive signal",
+      title: "How windows are weighted by the unit's signal: top = its strongest windows, relu = all positive " +
+        "signal, bottom = its most negative windows (what drives it below zero)",
     });
     this.shared = el("input", {type: "checkbox"});
     this.diff = el("input", {type: "checkbox"});
     this.labels = el("input", {type: "checkbox"});
     this.scale = el("input", {type: "range", min: 1, max: 12, step: 1, "aria-label": "Zoom"});
     this.order = el("select", {"data-testid": "sort-select", "aria-label": "Order of the units",
-      title: "Order of the units in the grid, computed at the step shown when you pick it; it stays put while the step changes"},
-      ...ORDERS.map(([value, label, title]) => el("option", {value, title}, label)));
+      title: "Order of the units in the grid, computed at the step shown when you pick it; it stays put while the step changes"});
+    this.orders = [];
+    this.setOrders(ORDERS);
     this.resort = el("button", {class: "icon", title: "Sort again at the step shown", "aria-label": "Sort again"}, "↻");
     this.resort.addEventListener("click", () => onChange("resort"));
     this.compare = el("input", {type: "checkbox", "data-testid": "compare-toggle"});
@@ -54,14 +56,24 @@ export class Controls {
       this.compare, "Compare"));
   }
 
+  /** The order menu's entries, [[value, label, title]] (rebuilt only on change: that closes an open menu). */
+  setOrders(orders) {
+    if (JSON.stringify(orders) === JSON.stringify(this.orders)) return;
+    this.orders = orders;
+    this.order.replaceChildren(...orders.map(([value, label, title]) => el("option", {value, title}, label)));
+  }
+
   /**
-   * Sorted run and tag names, the selected ones, and the tag's weightings;
+   * Sorted run and tag names, the selected ones, and the weightings the
+   * tag and step logged; orders: the order menu's entries (order.ordersOf);
    * hasLabels: whether the tag has classes; compare: whether compare mode is on.
    */
-  update({runs, run, tags, tag, weightings, weighting, shared, diff, labels, hasLabels, scale, order, compare}) {
+  update({runs, run, tags, tag, weightings, weighting, shared, diff, labels, hasLabels, scale, orders = ORDERS,
+    order, compare}) {
     setOptions(this.run, runs, run);
     setOptions(this.tag, tags, tag);
     setOptions(this.weighting, weightings, weighting);
+    this.setOrders(orders);
     this.shared.checked = shared;
     this.diff.checked = diff;
     this.labels.checked = labels;

@@ -1,10 +1,12 @@
 // Painters: how one kind of display draws a unit's frame ({window, rollout,
-// dead}, see model.frame) into a cell of a canvas. The logged description's
-// `display` picks one from PAINTERS; a display missing from the table is
+// dead, mean}, see model.frame) into a cell of a canvas. The logged
+// description's `display` picks one from PAINTERS (image_rows here, series
+// in series.js, tokens in tokens.js); a display missing from the table is
 // one this frontend cannot draw (the app says so instead of drawing).
 //
 // A painter is {cellSize, paint}:
-//   cellSize({L, R, D}, scale) -> {w, h}, CSS px of one cell at `scale` px per value;
+//   cellSize({L, R, D}, scale) -> {w, h}, CSS px of one cell at `scale` (px per
+//     value for image rows; a zoom level for the charts and text of series and tokens);
 //   paint(ctx, cells, {L, R, D}, {w, h}, {diverging, shared}) draws cells,
 //     [{x, y, frame}] with (x, y) a cell's top-left corner in CSS px, and
 //     returns the colour range {lo, hi} they share, or null when each cell
@@ -15,6 +17,8 @@
 
 import {DIVERGING, SEQUENTIAL} from "../colormaps.js";
 import {decorate} from "./framegrid.js";
+import {seriesPainter} from "./series.js";
+import {tokensPainter} from "./tokens.js";
 
 const SEPARATOR = 3; // CSS px between window and rollout; a 1px line in the middle
 const NAN_RGBA = [189, 189, 189, 255];
@@ -46,7 +50,11 @@ const imageRows = {
   },
 };
 
-export const PAINTERS = {image_rows: imageRows};
+/**
+ * The painter of each display. `shape` is {L, R, D} and, for the displays
+ * that name things, the description's `vocab` (tokens) and `channels` (series).
+ */
+export const PAINTERS = {image_rows: imageRows, series: seriesPainter, tokens: tokensPainter};
 
 const PAIR_GAP = 2;  // CSS px between A and B in a cell
 
