@@ -4,6 +4,10 @@
 // .grid-scroll and paints only the rows on screen; the app asks which
 // units those are (visibleUnits) and fetches just them. It knows cells by
 // position; the app maps positions to units (the sort order, compare pairs).
+// A large grid's canvas covers only the view (see framegrid.js): it sticks
+// to the top-left of the scroller, over a sizer of the grid's size.
+// The scroller's geometry is read on scroll and resize, not while drawing,
+// so that a redraw never waits for the page's layout.
 
 import {el, fmt} from "./dom.js";
 import {FrameGrid, cellsInBand, gridLayout} from "./framegrid.js";
@@ -24,7 +28,11 @@ export class GridView {
     this.readout = el("span", {class: "readout", "aria-live": "polite"});
     this.what = el("span", {class: "grid-what", "data-testid": "grid-caption"});
     this.note = el("span", {class: "grid-note", role: "status", hidden: true});
-    this.scroller = el("div", {class: "grid-scroll"}, canvas);
+    canvas.style.position = "sticky";
+    canvas.style.top = canvas.style.left = "0";
+    this.sizer = el("div", {class: "grid-sizer"}, canvas);
+    this.scroller = el("div", {class: "grid-scroll"}, this.sizer);
+    this.view = null;  // {left, top, width, height} of the scroller, CSS px; null: read it on demand
     this.element = el("section", {class: "grid-view"},
       el("div", {class: "grid-caption"},
         this.what,
@@ -34,7 +42,28 @@ export class GridView {
         this.note,
         this.readout),
       this.scroller);
-    this.scroller.addEventListener("scroll", () => onScroll(), {passive: true});
+    this.scroller.addEventListener("scroll", () => {
+      if (this.view) Object.assign(this.view, {left: this.scroller.scrollLeft, top: this.scroller.scrollTop});
+      onScroll();
+    }, {passive: true});
+    new ResizeObserver(() => {
+      this.view = null;
+      onScroll();
+    }).observe(this.scroller);
+  }
+
+  /** The scroller's visible part {left, top, width, height} (CSS px; the window's size while hidden). */
+  viewport() {
+    if (!this.view) {
+      const s = this.scroller;
+      this.view = {left: s.scrollLeft, top: s.scrollTop, width: s.clientWidth, height: s.clientHeight};
+      if (!this.view.width || !this.view.height) {  // hidden: not kept, read again next time
+        const view = {...this.view, width: window.innerWidth, height: window.innerHeight};
+        this.view = null;
+        return view;
+      }
+    }
+    return this.view;
   }
 
   /**
@@ -44,16 +73,17 @@ export class GridView {
   layoutFor(painter, shape, units, scale) {
     const gap = 4;
     const probe = gridLayout(painter, shape, {count: 1, scale, gap});
-    const fitting = Math.floor(((this.scroller.clientWidth || window.innerWidth) - gap) / (probe.cellW + gap));
+    const fitting = Math.floor((this.viewport().width - gap) / (probe.cellW + gap));
     const cols = Math.min(Math.ceil(Math.sqrt(units)), Math.max(1, fitting));
-    return gridLayout(painter, shape, {count: units, scale, cols, gap});
+    return gridLayout(painter, shape, {count: units, scale, cols, gap, windowed: true});
   }
 
   /** Units [first, last) of `layout` in the rows that are on screen. */
   visibleUnits(layout) {
-    const top = this.scroller.scrollTop;
-    const height = this.scroller.clientHeight || window.innerHeight;
-    return cellsInBand(layout, top, top + height);
+    const {top, height} = this.viewport();
+    // As the browser will scroll once the sizer shrinks (zoomed out), before it says so.
+    const clamped = Math.max(0, Math.min(top, layout.height - height));
+    return cellsInBand(layout, clamped, clamped + height);
   }
 
   /**
@@ -68,10 +98,16 @@ export class GridView {
    * colour scale spans when not shared ("cell", "pair"). options: diverging,
    * shared, highlight (see FrameGrid.paint). failed: the step's fetch
    * failed (its cells are placeholders): the canvas is greyed, data-failed.
+   * The canvas's data-draw-ms says how long this took (performance.now()).
    */
   draw(layout, {display, step, frameAt, data = {}, what = "", poorMatches = false, unit = "cell", failed = false,
     ...options}) {
-    this.frames.setLayout(layout);
+    const started = performance.now();
+    if (this.sizer.style.width !== `${layout.width}px` || this.sizer.style.height !== `${layout.height}px`) {
+      this.sizer.style.width = `${layout.width}px`;
+      this.sizer.style.height = `${layout.height}px`;
+    }
+    this.frames.setLayout(layout, this.viewport());
     const [first, last] = this.visibleUnits(layout);
     let loading = 0;
     const range = this.frames.paint(first, last, (unit) => frameAt(unit) ?? (loading++, null), options);
@@ -105,6 +141,7 @@ export class GridView {
     const partial = first > 0 || last < layout.count;
     this.scaleNote.textContent = (what ? `${what}, ` : "") +
       (range ? `shared scale${partial ? " of the units on screen" : ""}` : `scaled per ${unit}`);
+    canvas.dataset.drawMs = (performance.now() - started).toFixed(2);
   }
 
   /** Marks the canvas as showing nothing (no data-display, no data-step). */
