@@ -4,10 +4,14 @@ For every probe window the model runs to the window's end; each unit's
 *signal* there (pre-activation, hidden or cell state) becomes a weight
 ``w >= 0``, and the unit's features are ``w``-weighted averages of the windows
 and of the model's own ``R``-step rollouts after them. Everything is batched
-over windows and units; sums accumulate over batches on the model's device,
-so memory holds one batch plus, for the ``"top"`` and ``"bottom"``
-weightings, the ``(windows, H)`` signals their quantiles need (found by a
-signal-only pass over the probe before the main one).
+over windows and units; sums accumulate over batches on the model's device.
+
+``"top"`` and ``"bottom"`` need each unit's quantile before any weight: a
+first pass keeps only each unit's ``top_fraction`` most extreme signals
+(``k x H``, not the probe's ``windows x H``). When every window's state
+fits in ``KEEP_BYTES`` that pass's batches are kept and are the only pass;
+and without ``"relu"``, only the windows some unit weighs (and the
+activation sample's, for the mean rollout) are rolled out.
 
 Token probes feed the RNN ``embed(token)`` (or one-hot tokens) but average
 one-hot tokens, accumulated by index rather than by a one-hot matrix
@@ -93,7 +97,7 @@ class UnitFeatures:
     signal_max: torch.Tensor  # (H,)
     activation_sample: torch.Tensor  # (H, S) float32 signal on the probe's activation sample
     mean_window: torch.Tensor  # (L, D)
-    mean_rollout: Optional[torch.Tensor]  # (R, D)
+    mean_rollout: Optional[torch.Tensor]  # (R, D); without "relu", over the activation sample's windows
     class_counts: Optional[torch.Tensor]  # (C,) windows per class
     class_names: Optional[list]
     signal: str
@@ -280,20 +284,43 @@ def compute_unit_features(
     with _measuring(device, rnn, model, probe.embed, *_readout_objects(readout)):
         inputs = _Inputs(probe, stepper.input_size, device, dtype)
         walker = _WindowWalker(stepper, inputs, probe, signal, context, batch_size, device)
-        sums = _Sums(probe, tuple(weightings), stepper, rollout, exemplars, walker, device, dtype)
+        sums = _Sums(probe, tuple(weightings), stepper, rollout, exemplars, top_fraction, walker, device, dtype)
+        batches = walker.batches(with_state=rollout > 0)
         quantiles = [name for name in weightings if name != "relu"]
         if quantiles:
-            signals = torch.cat([b.signal.to(sums.dtype) for b in walker.batches(with_state=False)])
-            _check_finite("rnn", signals)
+            # A first pass finds the thresholds from each unit's largest (smallest) signals.
+            # When every window's state fits in memory it is the only pass: its batches are kept.
+            keep = _state_bytes(probe, stepper, dtype, with_state=rollout > 0) <= KEEP_BYTES
+            first = walker.batches(with_state=rollout > 0 and keep)
+            if keep:
+                batches = [sums.candidates(batch) for batch in first]
+            else:
+                for batch in first:
+                    sums.candidates(batch)
             for name in quantiles:
-                sums.thresholds[name] = _Threshold.quantile(signals, top_fraction, name)
-            del signals
-        for batch in walker.batches(with_state=rollout > 0):
-            predictions = None
+                sums.thresholds[name] = sums.threshold(name, top_fraction)
+        for batch in batches:
+            predictions, rows = None, None
             if rollout > 0:
-                predictions = _roll_out(stepper, readout, batch.state, rollout, inputs, signal, feedback)
-            sums.add(batch, walker.windows(batch), predictions)
+                rows = sums.rollout_rows(batch)
+                if rows is None or rows.numel():
+                    state = batch.state if rows is None else tuple(s[rows] for s in batch.state)
+                    predictions = _roll_out(stepper, readout, state, rollout, inputs, signal, feedback)
+            sums.add(batch, walker.windows(batch), predictions, rows)
         return sums.result(probe, signal, stepper, context, top_fraction)
+
+
+# Keep the first pass's batches (signals and states of every window) up to
+# this many bytes instead of running the model over the probe twice.
+KEEP_BYTES = 512 * 2**20
+
+
+def _state_bytes(probe, model, dtype, with_state):
+    """Bytes the first pass's batches hold for every window: signals, gates and states."""
+    per_window = model.hidden_size * (1 + len(getattr(model, "gate_names", ())))
+    if with_state:
+        per_window += sum(s.shape[1] for s in model.initial_state(1))
+    return probe.num_windows * per_window * torch.empty((), dtype=dtype).element_size()
 
 
 class _Inputs:
@@ -476,11 +503,16 @@ class _Threshold:
     sign: float = 1.0
 
     @classmethod
-    def quantile(cls, signals, fraction, weighting):
-        """The ``"top"`` (or ``"bottom"``) threshold keeping ``fraction`` of ``(n, H)`` signals."""
-        sign = -1.0 if weighting == "bottom" else 1.0
-        value = sign * _quantile(sign * signals, 1.0 - fraction)
-        return cls(value, sign * value >= (sign * signals).amax(0), sign)
+    def from_largest(cls, largest, count, fraction, sign):
+        """The threshold keeping ``fraction`` of ``count`` windows, from each
+        unit's ``k = count - floor((1 - fraction) (count - 1))`` largest values
+        of ``sign * signal``, ``(k, H)`` descending: the ``1 - fraction``
+        quantile interpolated as ``torch.quantile`` does, of ``sign * signal``."""
+        rank = (1.0 - fraction) * (count - 1)
+        v_lo = largest[count - int(rank) - 1]
+        v_hi = largest[count - int(rank) - 2] if count - int(rank) >= 2 else v_lo
+        value = torch.lerp(v_lo, v_hi, rank - int(rank))
+        return cls(sign * value, value >= largest[0], sign)
 
     def weights(self, signal):
         d = self.sign * (signal - self.value)
@@ -490,21 +522,24 @@ class _Threshold:
         return w
 
 
-class _Exemplars:
-    """Each unit's ``k`` windows of highest ``sign * signal`` so far, by window key."""
+class _Largest:
+    """Each unit's ``k`` largest values of ``sign * signal`` so far, descending,
+    and the keys (windows) they came from: the exemplars, and the candidates
+    for the ``"top"``/``"bottom"`` thresholds (memory ``k x H``, not the probe's)."""
 
     def __init__(self, k, units, sign, device, dtype):
         self.k, self.sign = k, sign
         self.values = torch.empty(0, units, dtype=dtype, device=device)
         self.keys = torch.empty(0, units, dtype=torch.int64, device=device)
 
-    def add(self, signal, keys):
+    def add(self, signal, keys=None):
         values = torch.cat([self.values, self.sign * signal])
-        keys = torch.cat([self.keys, keys[:, None].expand(-1, signal.shape[1])])
         self.values, index = values.topk(min(self.k, values.shape[0]), dim=0)
-        self.keys = keys.gather(0, index)
+        if keys is not None:
+            keys = torch.cat([self.keys, keys[:, None].expand(-1, signal.shape[1])])
+            self.keys = keys.gather(0, index)
 
-    def result(self, positions, window):
+    def exemplars(self, positions, window):
         """``(sequence, end, signal)``, each ``(H, k)`` on the CPU."""
         keys = self.keys.T.to("cpu")
         return keys // positions, keys % positions + window, (self.sign * self.values.T).to("cpu", torch.float64)
@@ -519,7 +554,7 @@ class _Sums:
     transposed, ``(L * D, H)``, so that token windows add by index.
     """
 
-    def __init__(self, probe, weightings, model, rollout, exemplars, walker, device, dtype):
+    def __init__(self, probe, weightings, model, rollout, exemplars, top_fraction, walker, device, dtype):
         units = model.hidden_size
         self.weightings, self.rollout, self.tokens = weightings, rollout, probe.tokens is not None
         self.dtype = torch.promote_types(dtype, torch.float32)
@@ -529,6 +564,7 @@ class _Sums:
         zeros = lambda *shape: torch.zeros(*shape, dtype=_accumulator_dtype(device), device=device)
         self.window_sum = zeros(probe.window * probe.input_size)
         self.rollout_sum = zeros(rollout * probe.input_size)
+        self.rollout_count = 0  # windows in rollout_sum
         self.signal_sum = zeros(units)
         self.signal_sq = zeros(units)
         self.signal_max = torch.full((units,), -torch.inf, dtype=self.window_sum.dtype, device=device)
@@ -545,10 +581,11 @@ class _Sums:
             for name in weightings
         }
         # Exemplars: the highest signals serve "top" and "relu", the lowest "bottom".
-        self.exemplars = {
-            sign: _Exemplars(exemplars, units, sign, device, self.dtype)
-            for sign in {-1.0 if name == "bottom" else 1.0 for name in weightings}
-        }
+        signs = {_sign(name) for name in weightings}
+        self.exemplars = {sign: _Largest(exemplars, units, sign, device, self.dtype) for sign in signs}
+        self.num_windows = probe.num_windows
+        kept = lambda fraction: self.num_windows - int((1.0 - fraction) * (self.num_windows - 1))
+        self.largest = {sign: _Largest(kept(top_fraction), units, sign, device, self.dtype) for sign in signs}
         self.labels = walker.inputs.labels  # (N,) on the model's device, or None
         self.annotations = walker.inputs.annotations  # (N, T, A) or None
         self.annotation_names = list(probe.annotations)
@@ -570,7 +607,41 @@ class _Sums:
                 probe.labels[probe.window_sequence], minlength=probe.num_classes
             ).to(torch.float64)
 
-    def add(self, batch, windows, predictions):
+    def candidates(self, batch):
+        """Adds a first-pass batch's signals to the threshold candidates; returns the batch."""
+        signal = batch.signal.to(self.dtype)
+        for largest in self.largest.values():
+            largest.add(signal)
+        return batch
+
+    def threshold(self, weighting, fraction):
+        """The ``_Threshold`` of ``"top"`` or ``"bottom"``, once every window's candidates are in."""
+        sign = _sign(weighting)
+        largest = self.largest[sign]
+        if not torch.isfinite(largest.values).all():
+            raise _not_finite("rnn")
+        return _Threshold.from_largest(largest.values, self.num_windows, fraction, sign)
+
+    def rollout_rows(self, batch):
+        """Which of a batch's windows to roll out: all (``None``) when ``"relu"``
+        weighs them; otherwise only those a unit weighs, plus the activation
+        sample's (for the mean rollout), as an index tensor."""
+        if "relu" in self.weightings:
+            return None
+        signal = batch.signal.to(self.dtype)
+        weighed = self._in_sample(batch) < self.sample_keys.numel()
+        for name in self.weightings:
+            weighed |= (self.thresholds[name].weights(signal) > 0).any(1)
+        return weighed.nonzero().squeeze(1)
+
+    def _in_sample(self, batch):
+        """Each window's row in the activation sample; the sample's size for windows outside it."""
+        keys = batch.sequence * self.positions + batch.position
+        found = torch.searchsorted(self.sample_keys, keys).clamp_max(len(self.sample_keys) - 1)
+        return torch.where(self.sample_keys[found] == keys, found, len(self.sample_keys))  # no device sync
+
+    def add(self, batch, windows, predictions, rows=None):
+        """Adds a batch; ``predictions`` are its rollouts, of windows ``rows`` (``None``: all)."""
         signal = batch.signal.to(self.dtype)
         self.count += signal.shape[0]
         self.finite &= torch.isfinite(signal).all()
@@ -583,10 +654,9 @@ class _Sums:
         self.signal_sum += signal.sum(0)
         self.signal_sq += (signal.to(self.signal_sq.dtype) ** 2).sum(0)
         self.signal_max = torch.maximum(self.signal_max, signal.amax(0))
+        sample_rows = self._in_sample(batch)
+        self.sample.index_copy_(0, sample_rows, signal.to(torch.float32))
         keys = batch.sequence * self.positions + batch.position
-        found = torch.searchsorted(self.sample_keys, keys).clamp_max(len(self.sample_keys) - 1)
-        rows = torch.where(self.sample_keys[found] == keys, found, len(self.sample_keys))  # no device sync
-        self.sample.index_copy_(0, rows, signal.to(torch.float32))
         for exemplars in self.exemplars.values():
             exemplars.add(signal, keys)
         if self.annotations is not None:
@@ -602,18 +672,25 @@ class _Sums:
             self.gate_sum += gates.sum(0)
         if predictions is not None:
             predictions = predictions.to(self.dtype)
-            self.rollout_sum += predictions.sum(0)
+            if rows is None:
+                self.rollout_sum += predictions.sum(0)
+                self.rollout_count += predictions.shape[0]
+            else:  # only the sample's rollouts are a fair mean
+                in_sample = sample_rows[rows] < self.sample_keys.numel()
+                self.rollout_sum += (predictions * in_sample[:, None]).sum(0)
+                self.rollout_count += in_sample.sum()
         classes = None if self.labels is None else self.labels[batch.sequence]
         for name in self.weightings:
             sums = self.by_weighting[name]
             w = self.thresholds[name].weights(signal)
+            w_rolled = w if rows is None else w[rows]
             if self.tokens:
                 for column in windows.T:  # one index_add per window position, not a one-hot product
                     sums["average"].index_add_(0, column, w.to(sums["average"].dtype))
             else:
                 sums["average"] += windows.T @ w
             if predictions is not None:
-                sums["rollout"] += predictions.T @ w
+                sums["rollout"] += predictions.T @ w_rolled
             # Weights and their squares in the accumulator's precision: in float32, w * w
             # underflows (w < 1e-19) or overflows (w > 1e19) and the ESS leaves [0, 1].
             wide = w.to(sums["weight"].dtype)
@@ -632,7 +709,7 @@ class _Sums:
         _check_finite("rnn", sample)  # a float64 signal can overflow the sample's float32
         cpu = lambda t: t.to("cpu", torch.float64)
         n = self.count
-        exemplars = {sign: e.result(self.positions, self.window) for sign, e in self.exemplars.items()}
+        exemplars = {sign: e.exemplars(self.positions, self.window) for sign, e in self.exemplars.items()}
         weighted = {}
         for name, device_sums in self.by_weighting.items():
             sums = {key: cpu(value) for key, value in device_sums.items()}
@@ -671,7 +748,8 @@ class _Sums:
             signal_max=cpu(self.signal_max),
             activation_sample=sample,
             mean_window=(cpu(self.window_sum) / n).reshape(probe.window, probe.input_size),
-            mean_rollout=(cpu(self.rollout_sum) / n).reshape(self.rollout, probe.input_size) if self.rollout else None,
+            mean_rollout=(cpu(self.rollout_sum) / float(self.rollout_count)).reshape(self.rollout, probe.input_size)
+            if self.rollout else None,
             class_counts=self.class_counts,
             class_names=probe.class_names,
             signal=signal,
@@ -726,6 +804,11 @@ class _Sums:
             )
 
 
+def _sign(weighting):
+    """-1 for ``"bottom"``, which weighs the low tail of the signals; else 1."""
+    return -1.0 if weighting == "bottom" else 1.0
+
+
 def _accumulator_dtype(device):
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 
@@ -733,19 +816,6 @@ def _accumulator_dtype(device):
 def _sum_by(w, index, groups):
     """``(groups, H)`` sums of the rows of ``w`` ``(B, H)`` grouped by ``index`` ``(B,)``."""
     return w.new_zeros(groups, w.shape[1]).index_add_(0, index, w)
-
-
-def _quantile(values, q):
-    """Column-wise ``q`` quantile of ``(n, H)`` values, interpolated linearly as
-    ``torch.quantile`` does (which refuses inputs over 16M elements)."""
-    n = values.shape[0]
-    rank = q * (n - 1)
-    lo = int(rank)
-    frac = rank - lo
-    largest = values.topk(n - lo, dim=0).values  # descending; last row is rank lo
-    v_lo = largest[-1]
-    v_hi = largest[-2] if n - lo >= 2 else v_lo
-    return torch.lerp(v_lo, v_hi, frac)
 
 
 def _check_finite(source, values):

@@ -154,12 +154,20 @@ def test_float32_model_matches_float64():
     torch.testing.assert_close(a["top"].average, b["top"].average, rtol=1e-4, atol=1e-4)
 
 
-def test_quantile_matches_torch_quantile():
-    from tensorboard_rnn_units.features import _quantile
+def test_thresholds_from_streamed_candidates_match_torch_quantile():
+    """Each unit's few largest (smallest) signals, kept batch by batch, give torch.quantile exactly."""
+    from tensorboard_rnn_units.features import _Largest, _Threshold
 
     values = torch.randn(1001, 6, dtype=torch.float64)
-    for q in (0.0, 0.5, 0.98, 0.999, 1.0):
-        torch.testing.assert_close(_quantile(values, q), torch.quantile(values, q, dim=0))
+    for fraction in (1.0, 0.5, 0.02, 0.001, 1e-9):
+        for sign in (1.0, -1.0):
+            k = 1001 - int((1 - fraction) * 1000)
+            largest = _Largest(k, 6, sign, "cpu", torch.float64)
+            for batch in values.split(97):
+                largest.add(batch)
+            threshold = _Threshold.from_largest(largest.values, 1001, fraction, sign)
+            q = 1 - fraction if sign > 0 else fraction
+            torch.testing.assert_close(threshold.value, torch.quantile(values, q, dim=0))
 
 
 def test_leaves_model_mode_parameters_grads_and_rng_untouched():
