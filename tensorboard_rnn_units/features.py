@@ -283,14 +283,17 @@ def compute_unit_features(
     # The first step reads TorchRecurrent's weights: inside, in eval mode (see cells.py).
     with _measuring(device, rnn, model, probe.embed, *_readout_objects(readout)):
         inputs = _Inputs(probe, stepper.input_size, device, dtype)
-        walker = _WindowWalker(stepper, inputs, probe, signal, context, batch_size, device)
+        shard = _shard()
+        walker = _WindowWalker(stepper, inputs, probe, signal, context, batch_size, device, shard)
         sums = _Sums(probe, tuple(weightings), stepper, rollout, exemplars, top_fraction, walker, device, dtype)
         batches = walker.batches(with_state=rollout > 0)
         quantiles = [name for name in weightings if name != "relu"]
         if quantiles:
             # A first pass finds the thresholds from each unit's largest (smallest) signals.
-            # When every window's state fits in memory it is the only pass: its batches are kept.
-            keep = _state_bytes(probe, stepper, dtype, with_state=rollout > 0) <= KEEP_BYTES
+            # When every window's state fits in memory it is the only pass: its batches are kept
+            # (a loader's are not: its memory must not grow with the probe).
+            keep = probe.loader is None and \
+                _state_bytes(probe, stepper, dtype, with_state=rollout > 0) / shard[1] <= KEEP_BYTES
             first = walker.batches(with_state=rollout > 0 and keep)
             if keep:
                 batches = [sums.candidates(batch) for batch in first]
@@ -308,6 +311,13 @@ def compute_unit_features(
                     predictions = _roll_out(stepper, readout, state, rollout, inputs, signal, feedback)
             sums.add(batch, walker.windows(batch), predictions, rows)
         return sums.result(probe, signal, stepper, context, top_fraction)
+
+
+def _shard():
+    """``(rank, world size)`` of the default ``torch.distributed`` process group, ``(0, 1)`` without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 # Keep the first pass's batches (signals and states of every window) up to
@@ -332,17 +342,10 @@ class _Inputs:
 
     def __init__(self, probe, model_input_size, device, dtype):
         self.data, self.labels, self.annotations = probe.on(device, dtype)
-        self.tokens = probe.tokens is not None
+        self.tokens = probe.vocab is not None
         self.size, self.window, self.embed, self.dtype = probe.input_size, probe.window, probe.embed, dtype
-        self.seed = probe.seed
-        if self.embed is not None:
-            x = self.embed(self.data[:1, 0])
-            if not isinstance(x, torch.Tensor) or x.shape != (1, model_input_size) or not x.is_floating_point():
-                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise ValueError(
-                    f"probe: its embed maps (B,) tokens to {got}, expected (B, E) floats with E = the rnn's "
-                    f"input_size {model_input_size}"
-                )
+        self.seed, self.device, self.model_input_size = probe.seed, device, model_input_size
+        self.checked = self.embed is None
 
     def at(self, values):
         """What the RNN reads for ``values``, rows of the probe at one step
@@ -352,40 +355,96 @@ class _Inputs:
         return self.token_inputs(values)
 
     def token_inputs(self, tokens):
-        if self.embed is not None:
-            return self.embed(tokens).to(self.dtype)
-        return nn.functional.one_hot(tokens, self.size).to(self.dtype)
+        if self.embed is None:
+            return nn.functional.one_hot(tokens, self.size).to(self.dtype)
+        x = self.embed(tokens)
+        if not self.checked:
+            if not isinstance(x, torch.Tensor) or x.shape != (len(tokens), self.model_input_size) \
+                    or not x.is_floating_point():
+                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(
+                    f"probe: its embed maps {len(tokens)} tokens to {got}, expected (B, E) floats with E = the "
+                    f"rnn's input_size {self.model_input_size}"
+                )
+            self.checked = True
+        return x.to(self.dtype)
 
-    def windows(self, sequence, position):
-        """The windows ending at ``position + L`` of ``sequence``: ``(B, L, D)`` inputs or ``(B, L)`` tokens."""
+    def windows(self, data, sequence, position):
+        """Windows ending at ``position + L`` of rows ``sequence`` of ``data``:
+        ``(B, L, D)`` inputs or ``(B, L)`` tokens."""
         steps = position[:, None] + torch.arange(self.window, device=position.device)
-        return self.data[sequence[:, None], steps]
+        return data[sequence[:, None], steps]
+
+
+@dataclasses.dataclass
+class _Batch:
+    sequence: torch.Tensor  # (B,) window's sequence index in the probe, on the model's device
+    position: torch.Tensor  # (B,) window's end position minus L, likewise
+    signal: torch.Tensor  # (B, H) at the window's last step
+    state: Optional[tuple]  # state after the window, batch on dim 0
+    gates: Optional[torch.Tensor]  # (B, G, H) gate activations at the window's last step
+    data: torch.Tensor  # the sequences s0.. the windows come from, on the model's device
+    s0: int
 
 
 class _WindowWalker:
     """Runs the model over the probe's windows in batches.
 
+    The probe is cut into groups of whole sequences (``batch_size // P``
+    at a time, a loader's batches further cut); under ``torch.distributed``
+    each rank takes every ``world``-th group, so no sequence is run twice.
     Which windows end at which step is worked out on the CPU from the
     probe's index tensors, so the device never waits on the host.
     """
 
-    def __init__(self, model, inputs, probe, signal, context, batch_size, device):
-        self.model, self.inputs, self.signal, self.context = model, inputs, signal, context
-        self.batch_size, self.device = batch_size, device
-        self.window_sequence, self.window_position = probe.window_sequence, probe.window_position
+    def __init__(self, model, inputs, probe, signal, context, batch_size, device, shard):
+        self.model, self.inputs, self.probe, self.signal, self.context = model, inputs, probe, signal, context
+        self.batch_size, self.device, self.shard = batch_size, device, shard
         self.window = probe.window
         self.gates = bool(getattr(model, "gate_names", ()))
 
     def windows(self, batch):
         """The batch's windows as averaged: ``(B, L * D)`` inputs or ``(B, L)`` tokens."""
-        w = self.inputs.windows(batch.sequence, batch.position)
+        w = self.inputs.windows(batch.data, batch.sequence - batch.s0, batch.position)
         return w if self.inputs.tokens else w.reshape(w.shape[0], -1)
 
     def batches(self, with_state):
-        if self.context == "window":
-            yield from self._window_batches(with_state)
-        else:
-            yield from self._prefix_batches(with_state)
+        run = self._window_batches if self.context == "window" else self._prefix_batch
+        for data, s0, seq, pos in self._groups():
+            yield from run(data, s0, seq, pos, with_state)
+
+    def _groups(self):
+        """``(data, s0, sequence, position)`` of this rank's groups: the group's
+        sequences from ``s0`` on the device and its windows (CPU), by sequence."""
+        rank, world = self.shard
+        positions = self.probe.positions
+        per_group = max(1, self.batch_size // positions)
+        index = 0
+        for data, s0 in self._blocks():
+            for g0 in range(0, data.shape[0], per_group):
+                index += 1
+                if (index - 1) % world != rank:
+                    continue
+                count = min(per_group, data.shape[0] - g0)
+                if self.probe.window_sequence is None:  # every window
+                    seq = torch.arange(s0 + g0, s0 + g0 + count).repeat_interleave(positions)
+                    pos = torch.arange(positions).repeat(count)
+                else:
+                    a, b = torch.searchsorted(self.probe.window_sequence, torch.tensor([s0 + g0, s0 + g0 + count])).tolist()
+                    if a == b:
+                        continue
+                    seq, pos = self.probe.window_sequence[a:b], self.probe.window_position[a:b]
+                yield data[g0 : g0 + count], s0 + g0, seq, pos
+
+    def _blocks(self):
+        """``(data on the device, index of its first sequence)``: the whole probe, or each loader batch."""
+        if self.probe.loader is None:
+            yield self.inputs.data, 0
+            return
+        s0 = 0
+        for x in self.probe.stream():
+            yield x.to(self.device, None if self.inputs.tokens else self.inputs.dtype), s0
+            s0 += x.shape[0]
 
     def _step(self, x, state):
         """One step: ``(state, signal values, gates or None)``."""
@@ -393,64 +452,50 @@ class _WindowWalker:
             return self.model.step(self.inputs.at(x), state, self.signal, gates=True)
         return (*self.model.step(self.inputs.at(x), state, self.signal), None)
 
-    def _window_batches(self, with_state):
-        for a in range(0, self.window_sequence.numel(), self.batch_size):
-            seq = self.window_sequence[a : a + self.batch_size].to(self.device)
-            pos = self.window_position[a : a + self.batch_size].to(self.device)
-            xs = self.inputs.windows(seq, pos)  # (B, L, ...)
-            state = self.model.initial_state(seq.numel())
+    def _window_batches(self, data, s0, seq, pos, with_state):
+        """Each window from a zero state at its start, ``batch_size`` windows at a time."""
+        for a in range(0, seq.numel(), self.batch_size):
+            sequence = seq[a : a + self.batch_size].to(self.device)
+            position = pos[a : a + self.batch_size].to(self.device)
+            xs = self.inputs.windows(data, sequence - s0, position)  # (B, L, ...)
+            state = self.model.initial_state(sequence.numel())
             for i in range(self.window):
                 state, values, gates = self._step(xs[:, i], state)
-            yield _Batch(seq, pos, values, state if with_state else None, gates)
+            yield _Batch(sequence, position, values, state if with_state else None, gates, data, s0)
 
-    def _prefix_batches(self, with_state):
-        """One pass per group of sequences; each window's results are picked at its end step.
+    def _prefix_batch(self, data, s0, seq, pos, with_state):
+        """One pass over a group's sequences; each window's results are picked at its end step.
 
-        Windows are grouped by end position, so the ones ending at step ``t``
+        Windows are ordered by end position, so the ones ending at step ``t``
         are a contiguous run of rows.
         """
-        data = self.inputs.data
-        n, positions = data.shape[0], data.shape[1] - self.window + 1
-        per_batch = max(1, self.batch_size // positions)
-        bounds = torch.arange(0, n + per_batch, per_batch).clamp_max(n)
-        starts = torch.searchsorted(self.window_sequence, bounds).tolist()
-        for s0, a, b in zip(bounds.tolist(), starts, starts[1:]):
-            if a == b:
-                continue
-            order = torch.argsort(self.window_position[a:b], stable=True)
-            seq, pos = self.window_sequence[a:b][order], self.window_position[a:b][order]
-            ends_per_step = torch.bincount(pos, minlength=positions).tolist()
-            rows = (seq - s0).to(self.device)
-            count = int(seq.max()) - s0 + 1
-            state = self.model.initial_state(count)
-            signals, states, gates, row = [], [], [], 0
-            for t in range(1, self.window + int(pos[-1]) + 1):
-                state, values, step_gates = self._step(data[s0 : s0 + count, t - 1], state)
-                ending = ends_per_step[t - self.window] if t >= self.window else 0
-                if ending:
-                    picked = rows[row : row + ending]
-                    row += ending
-                    signals.append(values[picked])
-                    if step_gates is not None:
-                        gates.append(step_gates[picked])
-                    if with_state:
-                        states.append([s[picked] for s in state])
-            yield _Batch(
-                seq.to(self.device),
-                pos.to(self.device),
-                torch.cat(signals),
-                tuple(torch.cat(parts) for parts in zip(*states)) if with_state else None,
-                torch.cat(gates) if gates else None,
-            )
-
-
-@dataclasses.dataclass
-class _Batch:
-    sequence: torch.Tensor  # (B,) window's sequence index, on the model's device
-    position: torch.Tensor  # (B,) window's end position minus L, likewise
-    signal: torch.Tensor  # (B, H) at the window's last step
-    state: Optional[tuple]  # state after the window, batch on dim 0
-    gates: Optional[torch.Tensor] = None  # (B, G, H) gate activations at the window's last step
+        order = torch.argsort(pos, stable=True)
+        seq, pos = seq[order], pos[order]
+        ends_per_step = torch.bincount(pos, minlength=self.probe.positions).tolist()
+        rows = (seq - s0).to(self.device)
+        count = int(seq.max()) - s0 + 1
+        state = self.model.initial_state(count)
+        signals, states, gates, row = [], [], [], 0
+        for t in range(1, self.window + int(pos[-1]) + 1):
+            state, values, step_gates = self._step(data[:count, t - 1], state)
+            ending = ends_per_step[t - self.window] if t >= self.window else 0
+            if ending:
+                picked = rows[row : row + ending]
+                row += ending
+                signals.append(values[picked])
+                if step_gates is not None:
+                    gates.append(step_gates[picked])
+                if with_state:
+                    states.append([s[picked] for s in state])
+        yield _Batch(
+            seq.to(self.device),
+            pos.to(self.device),
+            torch.cat(signals),
+            tuple(torch.cat(parts) for parts in zip(*states)) if with_state else None,
+            torch.cat(gates) if gates else None,
+            data,
+            s0,
+        )
 
 
 def _roll_out(model, readout, state, steps, inputs, signal, feedback):
@@ -524,20 +569,37 @@ class _Threshold:
 
 class _Largest:
     """Each unit's ``k`` largest values of ``sign * signal`` so far, descending,
-    and the keys (windows) they came from: the exemplars, and the candidates
-    for the ``"top"``/``"bottom"`` thresholds (memory ``k x H``, not the probe's)."""
+    and (``keyed``) the windows they came from: the exemplars, and the
+    candidates for the ``"top"``/``"bottom"`` thresholds (``k x H`` memory, not
+    the probe's)."""
 
-    def __init__(self, k, units, sign, device, dtype):
+    def __init__(self, k, units, sign, device, dtype, keyed):
         self.k, self.sign = k, sign
         self.values = torch.empty(0, units, dtype=dtype, device=device)
-        self.keys = torch.empty(0, units, dtype=torch.int64, device=device)
+        self.keys = torch.empty(0, units, dtype=torch.int64, device=device) if keyed else None
 
     def add(self, signal, keys=None):
-        values = torch.cat([self.values, self.sign * signal])
+        """Adds ``(B, H)`` signals of windows ``keys`` ``(B,)`` (when keyed)."""
+        self._merge(self.sign * signal, None if self.keys is None else keys[:, None].expand(signal.shape))
+
+    def gather(self):
+        """Merges every rank's values (and keys): each rank then holds the ``k`` largest of all."""
+        parts = [self.values] if self.keys is None else [self.values, self.keys]
+        merged = []
+        for part in parts:
+            copies = [torch.empty_like(part) for _ in range(torch.distributed.get_world_size())]
+            torch.distributed.all_gather(copies, part.contiguous())
+            merged.append(torch.cat(copies))
+        self.values = self.values[:0]
+        if self.keys is not None:
+            self.keys = self.keys[:0]
+        self._merge(merged[0], merged[1] if self.keys is not None else None)
+
+    def _merge(self, values, keys):
+        values = torch.cat([self.values, values])
         self.values, index = values.topk(min(self.k, values.shape[0]), dim=0)
         if keys is not None:
-            keys = torch.cat([self.keys, keys[:, None].expand(-1, signal.shape[1])])
-            self.keys = keys.gather(0, index)
+            self.keys = torch.cat([self.keys, keys]).gather(0, index)
 
     def exemplars(self, positions, window):
         """``(sequence, end, signal)``, each ``(H, k)`` on the CPU."""
@@ -582,10 +644,10 @@ class _Sums:
         }
         # Exemplars: the highest signals serve "top" and "relu", the lowest "bottom".
         signs = {_sign(name) for name in weightings}
-        self.exemplars = {sign: _Largest(exemplars, units, sign, device, self.dtype) for sign in signs}
+        self.exemplars = {sign: _Largest(exemplars, units, sign, device, self.dtype, keyed=True) for sign in signs}
         self.num_windows = probe.num_windows
         kept = lambda fraction: self.num_windows - int((1.0 - fraction) * (self.num_windows - 1))
-        self.largest = {sign: _Largest(kept(top_fraction), units, sign, device, self.dtype) for sign in signs}
+        self.largest = {sign: _Largest(kept(top_fraction), units, sign, device, self.dtype, keyed=False) for sign in signs}
         self.labels = walker.inputs.labels  # (N,) on the model's device, or None
         self.annotations = walker.inputs.annotations  # (N, T, A) or None
         self.annotation_names = list(probe.annotations)
@@ -599,13 +661,10 @@ class _Sums:
         # sample window plus a last row that takes every other window.
         self.positions, self.window = probe.positions, probe.window
         self.token_offsets = torch.arange(probe.window, device=device) * probe.input_size
-        self.sample_keys = (probe.window_sequence * probe.positions + probe.window_position)[probe.sample].to(device)
+        self.sample_keys = probe.sample_keys.to(device)
         self.sample = torch.zeros(probe.sample.numel() + 1, units, dtype=torch.float32, device=device)
-        self.class_counts = None
-        if probe.labels is not None:
-            self.class_counts = torch.bincount(
-                probe.labels[probe.window_sequence], minlength=probe.num_classes
-            ).to(torch.float64)
+        self.class_counts = probe.window_class_counts()
+        self.distributed = walker.shard[1] > 1
 
     def candidates(self, batch):
         """Adds a first-pass batch's signals to the threshold candidates; returns the batch."""
@@ -618,6 +677,8 @@ class _Sums:
         """The ``_Threshold`` of ``"top"`` or ``"bottom"``, once every window's candidates are in."""
         sign = _sign(weighting)
         largest = self.largest[sign]
+        if self.distributed:
+            largest.gather()
         if not torch.isfinite(largest.values).all():
             raise _not_finite("rnn")
         return _Threshold.from_largest(largest.values, self.num_windows, fraction, sign)
@@ -701,7 +762,27 @@ class _Sums:
             if classes is not None:
                 sums["class"] += _sum_by(w, classes, sums["class"].shape[0])
 
+    def _all_reduce(self):
+        """Sums every rank's sums (max, min, merged exemplars where a sum is not the answer)."""
+        dist = torch.distributed
+        totals = [self.window_sum, self.rollout_sum, self.signal_sum, self.signal_sq, self.annotation_sum,
+                  self.annotation_sq, self.cross, self.gate_saturated, self.gate_sum,
+                  *(t for sums in self.by_weighting.values() for t in sums.values())]
+        counts = torch.tensor([self.count, float(self.rollout_count), float(not self.finite)],
+                              dtype=self.window_sum.dtype, device=self.window_sum.device)
+        for t in (*totals, counts):
+            dist.all_reduce(t)
+        self.count, self.rollout_count, self.finite = int(counts[0]), float(counts[1]), counts[2] == 0
+        dist.all_reduce(self.signal_max, op=dist.ReduceOp.MAX)
+        sample = self.sample[:-1].contiguous()  # each sample window is on one rank, zeros elsewhere
+        dist.all_reduce(sample)
+        self.sample[:-1] = sample
+        for exemplars in self.exemplars.values():
+            exemplars.gather()
+
     def result(self, probe, signal, model, context, top_fraction):
+        if self.distributed:
+            self._all_reduce()
         if not self.finite:
             raise _not_finite("rnn")
         self._check_overflow(probe)
@@ -797,7 +878,7 @@ class _Sums:
                 f"(largest {float(self.signal_max.max()):.3g}); has the model diverged?"
             )
         if not finite(self.window_sum, *(s["average"] for s in self.by_weighting.values())):
-            largest = float(probe.data.abs().max())
+            largest = float("nan") if probe.data is None else float(probe.data.abs().max())
             raise ValueError(
                 f"probe: its inputs (up to |x| = {largest:.3g}) weighted by the units' signals overflow "
                 f"{self.dtype}; rescale the sequences (or measure a float64 model)"

@@ -84,27 +84,37 @@ class Probe:
         embed=None,
         annotations=None,
     ):
-        x = _as_tensor("sequences", sequences)
         self.vocab, self.channel_names, self.embed = _check_names("vocab", vocab), None, None
-        if self.vocab is not None:
-            x = _as_tokens(x, len(self.vocab))
-            if embed is not None and not callable(embed):
-                raise ValueError(f"embed: expected a callable (B,) tokens -> (B, E) inputs, got {type(embed).__name__}")
-            self.embed = embed
-            self.tokens, self.sequences = x, None
-            n, t = x.shape
-            d = len(self.vocab)
+        if embed is not None and self.vocab is None:
+            raise ValueError("embed: maps integer tokens, so it needs vocab= (the tokens' strings)")
+        if embed is not None and not callable(embed):
+            raise ValueError(f"embed: expected a callable (B,) tokens -> (B, E) inputs, got {type(embed).__name__}")
+        self.embed = embed
+        self.tokens = self.sequences = self.loader = None
+        if _is_loader(sequences):
+            for name, value in (("labels", labels), ("max_windows", max_windows), ("annotations", annotations)):
+                if value is not None:
+                    raise ValueError(
+                        f"{name}: not with a loader probe" + (" (yield (sequences, labels) pairs)" if name == "labels"
+                                                             else "; use a tensor probe")
+                    )
+            self.loader = sequences
+            (n, t, d), labels, self._batches, stream_digest = self._scan()
         else:
-            if embed is not None:
-                raise ValueError("embed: maps integer tokens, so it needs vocab= (the tokens' strings)")
-            x = _as_sequences(x)
-            self.tokens, self.sequences = None, x
-            n, t, d = x.shape
+            x = self._convert(_as_tensor("sequences", sequences), "sequences")
+            if self.vocab is not None:
+                self.tokens = x
+            else:
+                self.sequences = x
+            n, t = x.shape[:2]
+            d = len(self.vocab) if self.vocab is not None else x.shape[2]
+        if self.vocab is None:
             self.channel_names = _check_names("channel_names", channel_names)
             if self.channel_names is not None and len(self.channel_names) != d:
                 raise ValueError(f"channel_names: {len(self.channel_names)} names for D={d} channels")
-        if vocab is not None and channel_names is not None:
+        elif channel_names is not None:
             raise ValueError("channel_names: a token probe (vocab=) has no channels")
+        self.shape = (n, t)
         window = check_int("window", window, 1, t, hint=f" (T={t})")
         if display is None:
             display = "tokens" if self.vocab is not None else "series" if self.channel_names is not None else "image_rows"
@@ -122,20 +132,27 @@ class Probe:
 
         positions = t - window + 1
         total = n * positions
-        if max_windows is None:
-            chosen = torch.arange(total)
-        else:
-            max_windows = check_int("max_windows", max_windows, 1)
-            generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
-            chosen = torch.randperm(total, generator=generator)[: min(max_windows, total)]
-            chosen = chosen.sort().values
-        # Windows sorted by sequence, then end position.
-        self.window_sequence = chosen // positions
-        self.window_position = chosen % positions  # e - L, in 0..P-1
         sample_size = check_int("sample_size", sample_size, 1)
-        generator = torch.Generator().manual_seed(check_int("seed", seed, 0) + 1)
-        self.sample = torch.randperm(chosen.numel(), generator=generator)[:sample_size].sort().values
-        self.fingerprint = self._fingerprint()
+        sampler = torch.Generator().manual_seed(self.seed + 1)
+        if self.loader is not None:
+            # Every window, never listed (memory must not grow with the probe).
+            self.window_sequence = self.window_position = None
+            self.num_windows = total
+            self.sample = _sample_without_listing(total, sample_size, sampler)
+        else:
+            if max_windows is None:
+                chosen = torch.arange(total)
+            else:
+                max_windows = check_int("max_windows", max_windows, 1)
+                generator = torch.Generator().manual_seed(self.seed)
+                chosen = torch.randperm(total, generator=generator)[: min(max_windows, total)]
+                chosen = chosen.sort().values
+            # Windows sorted by sequence, then end position.
+            self.window_sequence = chosen // positions
+            self.window_position = chosen % positions  # e - L, in 0..P-1
+            self.num_windows = chosen.numel()
+            self.sample = torch.randperm(chosen.numel(), generator=sampler)[:sample_size].sort().values
+        self.fingerprint = self._fingerprint(stream_digest if self.loader is not None else None)
         self._cache = {}
 
     @property
@@ -145,11 +162,75 @@ class Probe:
 
     @property
     def num_sequences(self):
-        return self.data.shape[0]
+        return self.shape[0]
 
     @property
     def length(self):
-        return self.data.shape[1]
+        return self.shape[1]
+
+    @property
+    def sample_keys(self):
+        """``(S,)`` ascending keys ``sequence * P + position`` of the activation sample's windows."""
+        if self.window_sequence is None:
+            return self.sample
+        return (self.window_sequence * self.positions + self.window_position)[self.sample]
+
+    def window_class_counts(self):
+        """``(C,)`` float64 windows per class, or ``None`` without labels."""
+        if self.labels is None:
+            return None
+        per_window = self.labels.repeat_interleave(self.positions) if self.window_sequence is None \
+            else self.labels[self.window_sequence]
+        return torch.bincount(per_window, minlength=self.num_classes).to(torch.float64)
+
+    def stream(self):
+        """A loader probe's batches again, converted and checked: ``(n, T, D)``
+        float or ``(n, T)`` int64 CPU tensors. A loader that yields other data
+        than it did when the probe was made (e.g. ``shuffle=True``) is an error."""
+        batches = iter(self.loader)
+        for i, expected in enumerate(self._batches):
+            x = self._convert(_as_tensor("sequences", _sequences_of(next(batches, None), i)), f"loader batch {i}")
+            if _checksum(x) != expected:
+                raise ValueError(
+                    f"probe: its loader yielded other data in batch {i} than when the Probe was made; a loader "
+                    "probe must yield the same batches in the same order every time (no shuffle=True)"
+                )
+            yield x
+        if next(batches, None) is not None:
+            raise ValueError("probe: its loader yielded more batches than when the Probe was made")
+
+    def _scan(self):
+        """One pass over the loader: ``((N, T, D), labels, per-batch checksums, digest of the data)``."""
+        if iter(self.loader) is self.loader:
+            raise ValueError(
+                "sequences: an iterator can be read only once; pass a re-iterable loader (a DataLoader) or a tensor"
+            )
+        shape, labels, checksums = None, [], []
+        digest = hashlib.sha256()
+        for i, batch in enumerate(self.loader):
+            x = self._convert(_as_tensor("sequences", _sequences_of(batch, i)), f"loader batch {i}")
+            if isinstance(batch, (tuple, list)) and len(batch) == 2:
+                labels.append(_as_tensor(f"labels of loader batch {i}", batch[1]).reshape(-1))
+            d = len(self.vocab) if self.vocab is not None else x.shape[2]
+            if shape is not None and (x.shape[1], d) != shape[1:]:
+                raise ValueError(
+                    f"sequences: loader batch {i} has T={x.shape[1]}, D={d}; earlier batches had T={shape[1]}, D={shape[2]}"
+                )
+            shape = (x.shape[0] + (shape[0] if shape else 0), x.shape[1], d)
+            checksums.append(_checksum(x))
+            digest.update(np.ascontiguousarray(x.numpy(), "<i8" if self.vocab is not None else "<f4"))
+        if shape is None:
+            raise ValueError("sequences: the loader yielded no batches")
+        if labels and len(labels) != len(checksums):
+            raise ValueError("labels: some loader batches are (sequences, labels) pairs and some are not")
+        return shape, (torch.cat(labels) if labels else None), checksums, digest.digest()
+
+    def _convert(self, x, what):
+        """``x`` as this probe's kind of data (tokens or float sequences), checked."""
+        try:
+            return _as_tokens(x, len(self.vocab)) if self.vocab is not None else _as_sequences(x)
+        except ValueError as e:
+            raise ValueError(str(e).replace("sequences:", f"{what}:", 1)) from None
 
     @property
     def positions(self):
@@ -157,14 +238,10 @@ class Probe:
         return self.length - self.window + 1
 
     @property
-    def num_windows(self):
-        return self.window_sequence.numel()
-
-    @property
     def num_classes(self):
         return 0 if self.class_names is None else len(self.class_names)
 
-    def _fingerprint(self):
+    def _fingerprint(self, stream_digest):
         digest = hashlib.sha256(FINGERPRINT_VERSION)
 
         def part(name, values, dtype):  # name, byte length, little-endian bytes
@@ -172,7 +249,11 @@ class Probe:
             digest.update(name + data.nbytes.to_bytes(8, "little"))
             digest.update(data)
 
-        if self.tokens is None:
+        if stream_digest is not None:  # a loader's data, hashed as it streamed by
+            part(b"stream shape", (*self.shape, self.input_size), "<i8")
+            part(b"stream", np.frombuffer(stream_digest, np.uint8), "u1")
+            part(b"kind", np.frombuffer(json.dumps(self.vocab).encode("utf-8"), np.uint8), "u1")
+        elif self.tokens is None:
             part(b"shape", self.sequences.shape, "<i8")
             part(b"sequences", self.sequences.numpy(), "<f4")
         else:  # a one-hot probe of the same tokens has the same windows
@@ -180,8 +261,9 @@ class Probe:
             part(b"tokens", self.tokens.numpy(), "<i8")
             part(b"vocab", np.frombuffer(json.dumps(self.vocab).encode("utf-8"), np.uint8), "u1")
         part(b"window", self.window, "<i8")
-        part(b"window_sequence", self.window_sequence.numpy(), "<i8")
-        part(b"window_position", self.window_position.numpy(), "<i8")
+        if self.window_sequence is not None:
+            part(b"window_sequence", self.window_sequence.numpy(), "<i8")
+            part(b"window_position", self.window_position.numpy(), "<i8")
         part(b"sample", self.sample.numpy(), "<i8")
         if self.labels is None:
             part(b"no labels", [], "<i8")
@@ -198,7 +280,9 @@ class Probe:
         key = (str(device), dtype)
         if key not in self._cache:
             labels = None if self.labels is None else self.labels.to(device)
-            if self.tokens is not None:
+            if self.loader is not None:
+                data = None  # streamed batch by batch
+            elif self.tokens is not None:
                 data = self.tokens.to(device)
             else:
                 data = self.sequences.to(device, dtype)
@@ -212,6 +296,41 @@ class Probe:
                 annotations = torch.stack(list(self.annotations.values()), -1).to(device, dtype)
             self._cache[key] = (data, labels, annotations)
         return self._cache[key]
+
+
+def _is_loader(value):
+    """Whether ``value`` is a loader of batches rather than the data itself:
+    iterable, but not a tensor, array, list or tuple (those are data)."""
+    return not isinstance(value, (torch.Tensor, np.ndarray, list, tuple, str, bytes)) and hasattr(value, "__iter__")
+
+
+def _sequences_of(batch, i):
+    """The sequences of loader batch ``i``: the batch, or the first of a ``(sequences, labels)`` pair."""
+    if batch is None:
+        raise ValueError(f"probe: its loader yielded fewer batches than when the Probe was made (stopped at {i})")
+    if isinstance(batch, (tuple, list)):
+        if len(batch) != 2:
+            raise ValueError(f"sequences: loader batch {i} is a {len(batch)}-tuple; expected sequences or (sequences, labels)")
+        return batch[0]
+    return batch
+
+
+def _checksum(x):
+    """A cheap summary of a batch, to notice a loader that changed its data."""
+    return (tuple(x.shape), float(x.double().sum()), float((x.double() * torch.arange(1, x.shape[1] + 1).reshape(
+        1, -1, *([1] * (x.dim() - 2)))).sum()))
+
+
+def _sample_without_listing(total, size, generator):
+    """``size`` distinct ascending integers drawn uniformly from ``0..total-1``
+    (all of them when fewer), without a permutation of all ``total``."""
+    if total <= 4 * size:
+        return torch.randperm(total, generator=generator)[:size].sort().values
+    chosen = {}  # insertion-ordered: the first ``size`` distinct draws
+    while len(chosen) < size:
+        for value in torch.randint(total, (size,), generator=generator).tolist():
+            chosen.setdefault(value)
+    return torch.tensor(list(chosen)[:size]).sort().values
 
 
 def _as_sequences(x):

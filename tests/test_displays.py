@@ -114,7 +114,7 @@ def test_sampled_feedback_is_seeded_and_as_is_cannot_feed_an_embedding():
         rnn_units.compute_unit_features(gru, probe, readout=head, rollout=2, feedback="greedy")
     with pytest.raises(ValueError, match=r"readout: expected a floating tensor of shape \(B, V\)=\(\d+, 6\) scores"):
         rnn_units.compute_unit_features(gru, probe, readout=nn.Linear(5, 4), rollout=2)
-    with pytest.raises(ValueError, match=r"probe: its embed maps \(B,\) tokens to \(1, 4\), expected \(B, E\)"):
+    with pytest.raises(ValueError, match=r"probe: its embed maps 40 tokens to \(40, 4\), expected \(B, E\) floats with E = the rnn.s input_size 3"):
         rnn_units.compute_unit_features(nn.GRU(3, 5), probe)
 
 

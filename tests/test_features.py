@@ -162,7 +162,7 @@ def test_thresholds_from_streamed_candidates_match_torch_quantile():
     for fraction in (1.0, 0.5, 0.02, 0.001, 1e-9):
         for sign in (1.0, -1.0):
             k = 1001 - int((1 - fraction) * 1000)
-            largest = _Largest(k, 6, sign, "cpu", torch.float64)
+            largest = _Largest(k, 6, sign, "cpu", torch.float64, keyed=False)
             for batch in values.split(97):
                 largest.add(batch)
             threshold = _Threshold.from_largest(largest.values, 1001, fraction, sign)
