@@ -1,0 +1,256 @@
+"""What logging the units adds to each demo's training wall time.
+
+Runs the demo's own ``main`` in-process (``python -m demo``'s code, its
+default settings unless told otherwise) twice per repeat, interleaved:
+once as it is, and once with ``tensorboard_rnn_units.add_rnn_units``
+replaced by a stub that returns the features of the logged run's last step
+(so nothing after training notices). The training wall time is the time
+spent in the demo's ``train`` (the whole ``main`` when the demo has none);
+the best of the repeats is kept for each. Also prints the time spent inside
+``add_rnn_units`` itself, a less noisy estimate of the same overhead on a
+shared machine. Target: at most 5% at a cadence of at least 20 logged steps.
+
+    python benchmarks/bench_overhead.py [--data digits text] [--repeat 2] [--threads N] [--profile] [-- DEMO_ARGS]
+
+``--profile`` then logs the digits demo's units ``--profile-steps`` times on
+its model and prints where the time goes (ms per logged step, cProfile
+cumulative times of the package's parts).
+"""
+
+import argparse
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # the demo's progress bar, before tqdm is imported
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+import tensorboard_rnn_units as rnn_units  # noqa: E402
+from demo import __main__ as demo_main  # noqa: E402
+
+TARGET_OVERHEAD = 0.05
+TARGET_LOGGED_STEPS = 20
+
+
+class _Patched:
+    """Within ``with``: ``add_rnn_units`` timed (``stub=False``) or replaced by
+    a stub returning ``features``; the demo's ``train`` timed when it has one."""
+
+    def __init__(self, stub, features=None):
+        self.stub, self.features = stub, features
+        self.calls, self.log_seconds, self.log_cpu, self.last = 0, 0.0, 0.0, None
+        self.train_seconds = self.train_cpu = None
+
+    def __enter__(self):
+        self.real_add, self.real_train = rnn_units.add_rnn_units, getattr(demo_main, "train", None)
+
+        def add(*args, **kwargs):
+            self.calls += 1
+            if self.stub:
+                return self.features
+            start, cpu = time.perf_counter(), time.process_time()
+            self.last = self.real_add(*args, **kwargs)
+            self.log_seconds += time.perf_counter() - start
+            self.log_cpu += time.process_time() - cpu
+            return self.last
+
+        def train(*args, **kwargs):
+            start, cpu = time.perf_counter(), time.process_time()
+            try:
+                return self.real_train(*args, **kwargs)
+            finally:
+                self.train_seconds = time.perf_counter() - start
+                self.train_cpu = time.process_time() - cpu
+
+        rnn_units.add_rnn_units = add
+        if self.real_train is not None:
+            demo_main.train = train
+        return self
+
+    def __exit__(self, *exc):
+        rnn_units.add_rnn_units = self.real_add
+        if self.real_train is not None:
+            demo_main.train = self.real_train
+
+
+def run_demo(argv, stub, features=None):
+    """One in-process run of the demo: ``(wall seconds, CPU seconds of training, _Patched)``."""
+    logdir = tempfile.mkdtemp(prefix="bench_overhead_")
+    try:
+        with _Patched(stub, features) as patched, contextlib.redirect_stdout(io.StringIO()):
+            start, cpu = time.perf_counter(), time.process_time()
+            demo_main.main([*argv, "--logdir", logdir])
+            total, total_cpu = time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        shutil.rmtree(logdir, ignore_errors=True)
+    if patched.calls == 0:
+        raise SystemExit(
+            f"python -m demo {' '.join(argv)} never called tensorboard_rnn_units.add_rnn_units "
+            "through the package: this benchmark cannot switch its logging off"
+        )
+    if patched.train_seconds is None:
+        return total, total_cpu, patched
+    return patched.train_seconds, patched.train_cpu, patched
+
+
+def demo_supports(data):
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            demo_main.parse_args(["--data", data])
+        return True
+    except SystemExit:
+        return False
+
+
+def measure(data, extra, repeat):
+    """Interleaved runs with and without logging; the best of each (wall and CPU separately)."""
+    argv = ["--data", data, *extra]
+    runs = {"with": [], "without": []}
+    logged = None
+    for _ in range(repeat):
+        wall, cpu, logged = run_demo(argv, stub=False)
+        runs["with"].append((wall, cpu, logged.log_seconds, logged.log_cpu))
+        wall, cpu, _ = run_demo(argv, stub=True, features=logged.last)
+        runs["without"].append((wall, cpu))
+    best = lambda key, i: min(r[i] for r in runs[key])
+    return {
+        "data": data,
+        "logged_steps": logged.calls,
+        "wall": (best("with", 0), best("without", 0), best("with", 2)),
+        "cpu": (best("with", 1), best("without", 1), best("with", 3)),
+        "runs": runs,
+    }
+
+
+def print_overhead(results):
+    print(f"{'demo':<8} {'time':<5} {'logged steps':>12} {'with logging':>13} {'without':>9} {'overhead':>9} "
+          f"{'in add_rnn_units':>17} {'ms/logged step':>15}")
+    for r in results:
+        for kind in ("wall", "cpu"):
+            with_logging, without, inside = r[kind]
+            overhead = with_logging / without - 1.0
+            print(f"{r['data']:<8} {kind:<5} {r['logged_steps']:>12} {with_logging:>12.2f}s {without:>8.2f}s "
+                  f"{100 * overhead:>8.1f}% {100 * inside / without:>16.1f}% "
+                  f"{1000 * inside / r['logged_steps']:>15.0f}")
+        overhead = r["wall"][0] / r["wall"][1] - 1.0
+        ok = overhead <= TARGET_OVERHEAD and r["logged_steps"] >= TARGET_LOGGED_STEPS
+        print(f"{'':<8} target <= 5% of the wall time at >= 20 logged steps: {'met' if ok else 'NOT met'}; "
+              f"each run (wall s, with / without): "
+              + ", ".join(f"{w[0]:.2f}/{wo[0]:.2f}" for w, wo in zip(r["runs"]["with"], r["runs"]["without"])))
+    print("overhead = training time with logging / without - 1, best of the repeats; 'in add_rnn_units' = the "
+          "time inside the logging calls / training without logging (steadier on a shared machine); cpu = the "
+          "process's CPU time (all threads).")
+
+
+# (label, file name ending, function name): the parts of one logged step, cumulative times.
+PROFILE_PARTS = [
+    ("add_rnn_units (everything)", "summary.py", "add_rnn_units"),
+    ("  compute_unit_features", "features.py", "compute_unit_features"),
+    ("    forward passes over the probe (model.step)", "features.py", "batches"),
+    ("    rollouts", "features.py", "_roll_out"),
+    ("    top threshold (quantile)", "features.py", "_quantile"),
+    ("    sums (weights @ windows, by position/class)", "features.py", "add"),
+    ("    result (to CPU, divide)", "features.py", "result"),
+    ("  writing (encode + file + event)", "summary.py", "_write"),
+    ("    step_arrays (float16 conversion etc.)", "summary.py", "step_arrays"),
+    ("      analysis.gram (sample_gram)", "analysis.py", "gram"),
+    ("    analysis.change (activation_change)", "analysis.py", "change"),
+    ("    metadata.encode_step (header, chunks)", "metadata.py", "encode_step"),
+    ("    event record (add_summary)", "writer.py", "add_summary"),
+]
+
+
+def profile_digits(steps, extra):
+    """Logs the digits demo's units ``steps`` times, each under its own cProfile,
+    and prints each part's cumulative ms per logged step: the best and the
+    median over the steps (the best is the steadier on a shared machine)."""
+    args = demo_main.parse_args(["--data", "digits", *extra])
+    dataset = demo_main.load_data(args)
+    probe = demo_main.make_probe(dataset, args)
+    torch.manual_seed(args.seed)
+    model = demo_main.RowPredictor(dataset.sequences.shape[2], args.hidden, args.num_layers).to(args.device)
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir = tempfile.mkdtemp(prefix="bench_overhead_profile_")
+    plain, parts, profiles = [], {label: [] for label, _, _ in PROFILE_PARTS}, []
+    try:
+        with SummaryWriter(logdir) as writer:
+            for step in range(2):  # warm-up, and the second step logs activation_change
+                demo_main.log_units(writer, model, probe, args, step)
+            for step in range(2, 2 + steps):
+                start = time.perf_counter()
+                demo_main.log_units(writer, model, probe, args, step)
+                plain.append(time.perf_counter() - start)
+            for step in range(2 + steps, 2 + 2 * steps):
+                profiler = cProfile.Profile()
+                profiler.enable()
+                demo_main.log_units(writer, model, probe, args, step)
+                profiler.disable()
+                profiles.append(profiler)
+                stats = pstats.Stats(profiler).stats
+                for label, file_end, name in PROFILE_PARTS:
+                    found = [v[3] for (path, _, fn), v in stats.items() if fn == name and path.endswith(file_end)]
+                    parts[label].append(sum(found) if found else None)
+    finally:
+        shutil.rmtree(logdir, ignore_errors=True)
+    plain.sort()
+    print(f"\nProfile of the digits demo's logging: {probe.num_windows} windows, {args.hidden} units, "
+          f"L={args.window} R={args.rollout}, weighting {' '.join(args.weighting)}, "
+          f"{torch.get_num_threads()} torch threads")
+    print(f"one logged step without the profiler: best {1000 * plain[0]:.1f} ms, median "
+          f"{1000 * plain[len(plain) // 2]:.1f} ms ({steps} steps)")
+    print(f"{'part (cProfile cumulative, ms per logged step)':<52} {'best':>8} {'median':>8}")
+    for label, _, _ in PROFILE_PARTS:
+        values = sorted(v for v in parts[label] if v is not None)
+        if not values:
+            print(f"{label:<52} {'-':>8} {'-':>8}")
+            continue
+        print(f"{label:<52} {1000 * values[0]:>8.1f} {1000 * values[len(values) // 2]:>8.1f}")
+    total = pstats.Stats(profiles[0])
+    for profiler in profiles[1:]:
+        total.add(profiler)
+    out = io.StringIO()
+    total.stream = out
+    total.sort_stats("tottime").print_stats(15)
+    print(f"\nTop functions by own time (all {steps} profiled steps together):")
+    print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", default=None,
+                        help="demos to measure (default: digits, and text when the demo offers it)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs with and without logging each (best kept)")
+    parser.add_argument("--profile", action="store_true", help="then profile the digits demo's logging")
+    parser.add_argument("--profile-steps", type=int, default=20)
+    parser.add_argument("--no-overhead", action="store_true", help="only the profile")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 is steadier on a busy machine)")
+    parser.add_argument("demo_args", nargs="*", help="after --: passed to the demo (e.g. --log-every 100)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = args.data or [d for d in ("digits", "text") if demo_supports(d)]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    if not args.no_overhead:
+        results = []
+        for name in data:
+            if not demo_supports(name):
+                print(f"python -m demo does not accept --data {name} yet: skipped")
+                continue
+            results.append(measure(name, args.demo_args, args.repeat))
+        print_overhead(results)
+    if args.profile:
+        profile_digits(args.profile_steps, args.demo_args)
+
+
+if __name__ == "__main__":
+    main()
