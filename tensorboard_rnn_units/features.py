@@ -283,7 +283,7 @@ def compute_unit_features(
     # The first step reads TorchRecurrent's weights: inside, in eval mode (see cells.py).
     with _measuring(device, rnn, model, probe.embed, *_readout_objects(readout)):
         inputs = _Inputs(probe, stepper.input_size, device, dtype)
-        shard = _shard()
+        shard = process_shard()
         walker = _WindowWalker(stepper, inputs, probe, signal, context, batch_size, device, shard)
         sums = _Sums(probe, tuple(weightings), stepper, rollout, exemplars, top_fraction, walker, device, dtype)
         batches = walker.batches(with_state=rollout > 0)
@@ -313,7 +313,7 @@ def compute_unit_features(
         return sums.result(probe, signal, stepper, context, top_fraction)
 
 
-def _shard():
+def process_shard():
     """``(rank, world size)`` of the default ``torch.distributed`` process group, ``(0, 1)`` without one."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -584,7 +584,11 @@ class _Largest:
 
     def gather(self):
         """Merges every rank's values (and keys): each rank then holds the ``k`` largest of all."""
-        parts = [self.values] if self.keys is None else [self.values, self.keys]
+        # Every rank sends k rows (all_gather needs equal shapes): short ones padded with -inf,
+        # which never make the top k of all (k is at most the probe's windows).
+        missing = self.k - self.values.shape[0]
+        pad = lambda t, value: torch.cat([t, t.new_full((missing, t.shape[1]), value)])
+        parts = [pad(self.values, -torch.inf)] + ([] if self.keys is None else [pad(self.keys, 0)])
         merged = []
         for part in parts:
             copies = [torch.empty_like(part) for _ in range(torch.distributed.get_world_size())]
@@ -644,7 +648,10 @@ class _Sums:
         }
         # Exemplars: the highest signals serve "top" and "relu", the lowest "bottom".
         signs = {_sign(name) for name in weightings}
-        self.exemplars = {sign: _Largest(exemplars, units, sign, device, self.dtype, keyed=True) for sign in signs}
+        self.exemplars = {
+            sign: _Largest(min(exemplars, probe.num_windows), units, sign, device, self.dtype, keyed=True)
+            for sign in signs
+        }
         self.num_windows = probe.num_windows
         kept = lambda fraction: self.num_windows - int((1.0 - fraction) * (self.num_windows - 1))
         self.largest = {sign: _Largest(kept(top_fraction), units, sign, device, self.dtype, keyed=False) for sign in signs}

@@ -1,5 +1,6 @@
 """Probe: the fixed windows (and labels, annotations) every logged step is measured on."""
 
+import collections.abc
 import hashlib
 import json
 
@@ -31,6 +32,15 @@ class Probe:
       ``embed(tokens)`` (e.g. the model's ``nn.Embedding``), or one-hot
       tokens without ``embed``; the averages are over one-hot tokens either
       way: ``(L, V)`` distributions over the vocabulary, so ``D = V``.
+
+    ``sequences`` may also be a *loader*: any re-iterable of batches that is
+    not a list or tuple (e.g. a ``DataLoader`` yielding ``(n, T, D)``
+    sequences, ``(sequences, labels)`` pairs, or tokens with ``vocab``). It
+    is read once here, to check and fingerprint it, then once per pass when
+    measured (once for ``"relu"``, twice with ``"top"`` or ``"bottom"``),
+    never held whole: memory grows with its batches, not the probe. Every
+    window is used, its batches must come in the same order each time, and
+    its data is not logged for exemplars (their indices are).
 
     Args:
       sequences: tensor or array, ``(N, T, D)`` or for tokens ``(N, T)``,
@@ -201,7 +211,7 @@ class Probe:
 
     def _scan(self):
         """One pass over the loader: ``((N, T, D), labels, per-batch checksums, digest of the data)``."""
-        if iter(self.loader) is self.loader:
+        if isinstance(self.loader, collections.abc.Iterator):
             raise ValueError(
                 "sequences: an iterator can be read only once; pass a re-iterable loader (a DataLoader) or a tensor"
             )
@@ -308,8 +318,8 @@ def _sequences_of(batch, i):
     """The sequences of loader batch ``i``: the batch, or the first of a ``(sequences, labels)`` pair."""
     if batch is None:
         raise ValueError(f"probe: its loader yielded fewer batches than when the Probe was made (stopped at {i})")
-    if isinstance(batch, (tuple, list)):
-        if len(batch) != 2:
+    if isinstance(batch, (tuple, list)):  # (sequences,) as a TensorDataset of one tensor yields, or a pair
+        if len(batch) not in (1, 2):
             raise ValueError(f"sequences: loader batch {i} is a {len(batch)}-tuple; expected sequences or (sequences, labels)")
         return batch[0]
     return batch

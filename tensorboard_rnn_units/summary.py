@@ -21,7 +21,7 @@ from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, 
 
 from tensorboard_rnn_units import analysis
 from tensorboard_rnn_units import metadata
-from tensorboard_rnn_units.features import UnitFeatures, compute_unit_features
+from tensorboard_rnn_units.features import UnitFeatures, compute_unit_features, process_shard
 from tensorboard_rnn_units.validation import check_int
 
 # Per writer: {tag: _Logged}, to catch steps that go backwards and layouts
@@ -140,9 +140,12 @@ def add_unit_features(writer, tag, features, *, global_step, walltime=None):
 
 
 def _write(writer, file_writer, tag, features, global_step, walltime):
-    """``add_unit_features``'s work; both public calls reach it at the same stack depth."""
+    """``add_unit_features``'s work; both public calls reach it at the same stack depth.
+    Under ``torch.distributed`` only rank 0 writes (every rank has the same features)."""
     global_step = check_int("global_step", global_step, 0, 2**63 - 1)
     _check(tag, features)
+    if process_shard()[0] != 0:
+        return
     _warn_unservable_names(tag, file_writer.get_logdir())
     new_layout = layout(features)
     previous = _previous(writer, tag, global_step, new_layout)
@@ -150,7 +153,8 @@ def _write(writer, file_writer, tag, features, global_step, walltime):
     header["file"] = f"{global_step:012d}-{secrets.token_hex(6)}.rnnu"
     folder = os.path.join(file_writer.get_logdir(), *metadata.PLUGIN_DIR)
     tf.io.gfile.makedirs(folder)
-    header["probe"] = _write_probe(folder, features)
+    if features.probe_data is not None:  # a loader probe's data is not kept
+        header["probe"] = _write_probe(folder, features)
     # The data first: a reader that sees the record finds its whole file.
     with tf.io.gfile.GFile(os.path.join(folder, header["file"]), "wb") as f:
         f.write(b"".join([shared, *chunks]))
@@ -247,7 +251,7 @@ def _encode(tag, features, previous=None, inline_probe=False):
     ``inline_probe`` adds the probe's data as the whole array ``probe_data``."""
     description = dict(layout(features), weightings=list(features.weighted), top_fraction=features.top_fraction)
     arrays = step_arrays(features)
-    if inline_probe:
+    if inline_probe and features.probe_data is not None:
         arrays[metadata.PROBE_ARRAY] = probe_array(features)
         description["probe"] = metadata.probe_spec(*arrays[metadata.PROBE_ARRAY], None)
     if previous is not None:

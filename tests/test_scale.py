@@ -1,0 +1,148 @@
+"""Beyond one batch, one process: loader probes, torch.distributed (gloo,
+two real processes), and "top" without the second pass, each checked
+against the plain in-memory, one-process result."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import tensorboard_rnn_units as rnn_units
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class CountingLoader:
+    """A re-iterable loader of ``(sequences, labels)`` batches that counts how often it is read."""
+
+    def __init__(self, x, labels, batch_size):
+        self.loader = DataLoader(TensorDataset(x, labels), batch_size=batch_size)
+        self.reads = 0
+
+    def __iter__(self):
+        self.reads += 1
+        return iter(self.loader)
+
+
+def _assert_same(a, b, atol=1e-10):
+    for name in a.weightings:
+        for field in ("average", "rollout", "active_fraction", "effective_sample_size", "position_share",
+                      "class_weight", "exemplar_signal"):
+            torch.testing.assert_close(getattr(a[name], field), getattr(b[name], field), atol=atol, rtol=1e-7,
+                                       msg=lambda m: f"{name}/{field}: {m}")
+        assert torch.equal(a[name].exemplar_sequence, b[name].exemplar_sequence)
+        assert torch.equal(a[name].exemplar_end, b[name].exemplar_end)
+    torch.testing.assert_close(a.signal_mean, b.signal_mean)
+    torch.testing.assert_close(a.mean_window, b.mean_window)
+    torch.testing.assert_close(a.class_counts, b.class_counts)
+
+
+@pytest.mark.parametrize("context", ["prefix", "window"])
+@pytest.mark.parametrize("weighting", ["relu", "top", ("top", "relu", "bottom")])
+def test_a_loader_probe_equals_the_tensor_probe_reading_it_once_or_twice(context, weighting):
+    torch.manual_seed(0)
+    lstm, head = nn.LSTM(3, 9, batch_first=True).double(), nn.Linear(9, 3).double()
+    x = torch.rand(50, 11, 3, dtype=torch.float64)
+    labels = torch.arange(50) % 3
+    loader = CountingLoader(x, labels, batch_size=7)
+    streamed = rnn_units.Probe(loader, window=4, sample_size=600)
+    assert loader.reads == 1  # the Probe reads it once to check and hash it
+    options = dict(readout=head, rollout=2, weighting=weighting, context=context, batch_size=64)
+    from_loader = rnn_units.compute_unit_features(lstm, streamed, **options)
+    # relu reads the loader once more; top and bottom need their thresholds first: twice.
+    assert loader.reads == 1 + (1 if weighting == "relu" else 2)
+    in_memory = rnn_units.compute_unit_features(lstm, rnn_units.Probe(x, window=4, labels=labels, sample_size=600),
+                                                **options)
+    _assert_same(from_loader, in_memory)
+    torch.testing.assert_close(from_loader.mean_rollout, in_memory.mean_rollout)
+
+
+def test_a_loader_that_changes_its_data_is_refused():
+    x = torch.rand(20, 6, 2)
+    shuffled = DataLoader(TensorDataset(x), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0))
+    probe = rnn_units.Probe(shuffled, window=2)
+    with pytest.raises(ValueError, match=r"probe: its loader yielded other data in batch 0 .*\(no shuffle=True\)"):
+        rnn_units.compute_unit_features(nn.GRU(2, 3), probe)
+    with pytest.raises(ValueError, match=r"sequences: an iterator can be read only once"):
+        rnn_units.Probe(iter([x]), window=2)
+    with pytest.raises(ValueError, match=r"labels: not with a loader probe \(yield \(sequences, labels\) pairs\)"):
+        rnn_units.Probe(DataLoader(TensorDataset(x), batch_size=4), window=2, labels=torch.zeros(20, dtype=int))
+    with pytest.raises(ValueError, match=r"loader batch 1 has T=5, D=2; earlier batches had T=6, D=2"):
+        rnn_units.Probe(_Batches([x[:3], x[3:, :5]]), window=2)
+
+
+class _Batches:
+    """A re-iterable list of batches (a list itself would be taken for the data)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def test_top_alone_rolls_out_only_the_weighted_windows_with_the_same_results():
+    torch.manual_seed(2)
+    rnn = nn.RNN(4, 20, batch_first=True).double()
+    calls = []
+
+    def readout(h):
+        calls.append(h.shape[0])
+        return head(h)
+
+    head = nn.Linear(20, 4).double()
+    probe = rnn_units.Probe(torch.rand(300, 12, 4, dtype=torch.float64), window=3, sample_size=100)
+    both = rnn_units.compute_unit_features(rnn, probe, readout=readout, rollout=3, weighting=("top", "relu"),
+                                           model=head)
+    rolled_all = sum(calls)
+    calls.clear()
+    top = rnn_units.compute_unit_features(rnn, probe, readout=readout, rollout=3, weighting="top", model=head)
+    assert sum(calls) < 0.8 * rolled_all  # 2% of 3,000 windows per unit, 20 units: far from all
+    for field in ("average", "rollout", "effective_sample_size", "exemplar_signal"):
+        torch.testing.assert_close(getattr(top["top"], field), getattr(both["top"], field))
+    # Its mean rollout is the activation sample's, an unbiased estimate of all windows'.
+    assert (top.mean_rollout - both.mean_rollout).abs().max() < 0.1
+
+
+def test_two_gloo_processes_equal_one_and_split_the_work(tmp_path):
+    init_file = tmp_path / "init"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
+    workers = [
+        subprocess.Popen([sys.executable, os.path.join(HERE, "distributed_worker.py"), str(rank), "2",
+                          str(init_file), str(tmp_path)], env=env, stderr=subprocess.PIPE, text=True)
+        for rank in range(2)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    ranks = [np.load(tmp_path / f"rank{rank}.npz") for rank in range(2)]
+
+    sys.path.insert(0, HERE)
+    try:
+        import distributed_worker
+    finally:
+        sys.path.remove(HERE)
+    rnn, head, probe = distributed_worker.model_and_probe()
+    counting = distributed_worker.Counting(rnn)
+    single = rnn_units.compute_unit_features(counting, probe, readout=head, rollout=3,
+                                             weighting=("top", "relu", "bottom"), batch_size=45)
+    expected = {"signal_mean": single.signal_mean, "mean_rollout": single.mean_rollout,
+                "sample": single.activation_sample}
+    for name in single.weightings:
+        for field in ("average", "rollout", "effective_sample_size", "class_weight", "exemplar_sequence",
+                      "exemplar_end", "exemplar_signal", "position_share"):
+            expected[f"{name}/{field}"] = getattr(single[name], field)
+    for arrays in ranks:  # every rank gets the whole answer
+        for key, value in expected.items():
+            np.testing.assert_allclose(arrays[key], value.numpy(), atol=1e-5, err_msg=key)
+    # Each rank ran about half the sequences' steps: no prefix pass is repeated.
+    rows = [int(arrays["rows"]) for arrays in ranks]
+    assert sum(rows) == counting.rows and min(rows) >= 0.4 * counting.rows, rows
+    # Only rank 0 writes.
+    assert (tmp_path / "rank0" / "plugins" / "rnn_units").is_dir()
+    assert not (tmp_path / "rank1" / "plugins").exists()
