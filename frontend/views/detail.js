@@ -240,7 +240,13 @@ export class DetailView {
       : Number.isFinite(timeConstant) ? `${fmt(timeConstant)} steps` : "not logged";
     this.gates.replaceChildren(el("h3", {}, "Gates"),
       el("p", {class: "note"}, "saturation: share of windows where the gate is below 0.1 or above 0.9"),
-      saturation.length ? barList(saturation.map((g) => g.value), saturation.map((g) => g.name), pct) : "",
+      saturation.length ? el("div", {class: "bar-list"}, ...saturation.map(({name, value}) => {
+        // On an absolute scale: 100% is a gate always saturated.
+        const fill = el("span", {class: "bar-fill"});
+        fill.style.width = `${Number.isFinite(value) ? Math.max(0, Math.min(100, 100 * value)) : 0}%`;
+        return el("div", {class: "bar-row"}, el("span", {class: "bar-label", title: name}, name),
+          el("span", {class: "bar-track"}, fill), el("span", {class: "bar-value"}, pct(value)));
+      })) : "",
       el("dl", {class: "stats"}, el("dt", {}, "Time constant"), el("dd", {class: "time-constant",
         title: "−1 / log(mean forget activation): how many steps its memory lasts"}, tau)));
   }

@@ -322,8 +322,12 @@ export function drawLogo(canvas, {window: values, rollout, mean = null, V, vocab
           other = 0;
         }
         const top = sign > 0 ? edge - px : edge;
-        glyph(ctx, visibleToken(tokenOf(vocab, v), {space: true}), x0(p) + 1, top, LOGO_COLUMN - 2, px,
-          tokenColour(tokenOf(vocab, v)));
+        const token = tokenOf(vocab, v);
+        if (/^\s+$/.test(token)) {
+          blank(ctx, visibleToken(token, {space: true}), x0(p) + 1, top, LOGO_COLUMN - 2, px);
+        } else {
+          glyph(ctx, visibleToken(token), x0(p) + 1, top, LOGO_COLUMN - 2, px, tokenColour(token));
+        }
         edge += sign > 0 ? -px : px;
       }
       if (other > 0) sliver(ctx, x0(p), edge, other, sign);
@@ -338,6 +342,25 @@ function sliver(ctx, x, edge, px, sign) {
   const top = sign > 0 ? edge - px : edge;
   ctx.fillRect(x + 1, top, LOGO_COLUMN - 2, px);
   return sign > 0 ? edge - px : edge + px;
+}
+
+/**
+ * A whitespace token in a logo: a grey box (a stretched ␣ would read as a
+ * letter U) with its symbol (␣ ⏎ ⇥) at its natural size where it fits.
+ */
+function blank(ctx, symbol, x, y, w, h) {
+  ctx.save();
+  ctx.fillStyle = "#cfd8dc";
+  ctx.fillRect(x + 1, y + 0.5, w - 2, Math.max(0.5, h - 1));
+  const size = Math.min(16, h - 2);
+  if (size >= 9) {
+    ctx.font = `${size}px ${MONO}`;
+    ctx.fillStyle = "#546e7a";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.fillText(symbol, x + w / 2, y + h / 2);
+  }
+  ctx.restore();
 }
 
 /** `text` stretched to fill the box (x, y, w, h): a letter of a logo. */
