@@ -154,10 +154,10 @@ def test_a_4096_unit_layer_fetches_and_draws_only_what_is_on_screen(tab):
     assert f"{BIG_UNITS - BLOCK}:{BIG_UNITS}" not in requested
 
     tab.scroller.evaluate("s => { s.scrollTop = s.scrollHeight; }")
+    # (wait_for_timeout: the sync API takes in the page's events, the requests, only during its calls)
+    support.wait_for(lambda: tab.page.wait_for_timeout(100) or f"{BIG_UNITS - BLOCK}:{BIG_UNITS}" in {
+        q["units"] for q in tab.feature_requests(BIG_RUN)}, 30, what="the last block of units fetched")
     expect(tab.grid).to_have_attribute("aria-busy", "false", timeout=30_000)
-    tab.plugin_frame.wait_for_function("() => !document.querySelector('[data-testid=unit-grid]')"
-                                       ".matches('[aria-busy=true]')")
-    assert f"{BIG_UNITS - BLOCK}:{BIG_UNITS}" in {q["units"] for q in tab.feature_requests(BIG_RUN)}
     assert tab.grid.bounding_box()["height"] <= view["height"] + 1  # still the view, at the bottom
     last = last_cell(tab)
     assert last, "no cell drawn at the bottom"
@@ -184,8 +184,10 @@ def test_zooming_a_4096_unit_layer_keeps_the_canvas_to_the_view(tab):
     box = tab.grid.bounding_box()
     assert box["height"] <= view["height"] + 1 and box["width"] <= view["width"] + 1, (box, view)
     assert tab.colours("unit-grid") > 16  # drawn with data, not placeholders
+    tab.draws()
     tab.scroller.evaluate("s => { s.scrollTop = s.scrollHeight; }")
-    expect(tab.grid).to_have_attribute("aria-busy", "false", timeout=30_000)
+    tab.redrawn(lambda d: d["busy"] == "true")  # the bottom rows' blocks are fetched...
+    expect(tab.grid).to_have_attribute("aria-busy", "false", timeout=30_000)  # ...and drawn
     last = last_cell(tab)
     tab.grid.hover(position=last)
     expect(tab.frame.locator(".readout")).to_contain_text(f"unit {BIG_UNITS - 1} ·")
