@@ -145,16 +145,16 @@ def step_changes(plugin, frame, grid, steps, changes, units):
 
 
 def scrolls(plugin, grid, units):
-    """Scrolls the grid a page at a time to the bottom; the redraw of each page once drawn."""
+    """Scrolls the grid a page at a time to the bottom and back; the redraw of each page once drawn."""
     measured = []
-    scroller = ".grid-scroll"
     drain(plugin)
-    while plugin.evaluate(f"() => {{ const s = document.querySelector('{scroller}');"
-                          " if (s.scrollTop + s.clientHeight >= s.scrollHeight - 1) return false;"
-                          " s.scrollTop += s.clientHeight; return true; }"):
-        measured.append(completed(plugin, grid, lambda d: d["busy"] == "false")[-1])
-    plugin.evaluate(f"() => {{ document.querySelector('{scroller}').scrollTop = 0; }}")
-    completed(plugin, grid, lambda d: d["busy"] == "false")
+    for direction in (1, -1):
+        while plugin.evaluate("""d => {
+                const s = document.querySelector(".grid-scroll");
+                const top = s.scrollTop;
+                s.scrollTop += d * s.clientHeight;
+                return s.scrollTop !== top; }""", direction):
+            measured.append(completed(plugin, grid, lambda d: d["busy"] == "false")[-1])
     print(f"{units} units: {len(measured)} pages scrolled")
     return measured
 
