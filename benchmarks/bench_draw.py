@@ -9,11 +9,13 @@ The grid's canvas says how long each redraw took in ``data-draw-ms``
 For each layer the step is changed ``--changes`` times (the first visit to a
 step fetches it, later ones redraw from the cache); a change's figure is the
 redraw that completed the new step on screen. The 4,096-unit layer is then
-scrolled a page at a time to the bottom and zoomed in and out. Targets after
+scrolled a page at a time to the bottom and back, and zoomed in and out
+(each figure: the redraw that completed it). Targets after
 a step change: 16 ms for 169 units, 30 ms for 4,096. Each line prints the
 median and the maximum, the target and their ratio; "every redraw" counts
 the redraws in between too (the previous step kept on screen while the new
-one loads, blocks landing one by one).
+one loads, blocks landing one by one). The machine's load average is printed
+first: other work on the cores slows the browser down.
 
 Run: ``.venv/bin/python benchmarks/bench_draw.py``.
 """
@@ -51,13 +53,14 @@ RECORDER = """() => {
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=3, help="steps logged per layer")
+    parser.add_argument("--steps", type=int, default=3, help="steps logged per layer (held by a reused --logdir)")
     parser.add_argument("--changes", type=int, default=12, help="step changes measured per layer")
     parser.add_argument("--logdir", help="write here and keep it, or reuse what an earlier run wrote there "
                         "(default: a temporary folder)")
     args = parser.parse_args()
     from playwright import sync_api
 
+    print("load average (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     logdir = args.logdir or tempfile.mkdtemp(prefix="bench_draw_")
     try:
         if os.path.isdir(os.path.join(logdir, "units4096")):
@@ -135,8 +138,8 @@ def step_changes(plugin, frame, grid, steps, changes, units):
     """Types ``changes`` steps into the step box in turn; per change, every redraw's ms (the last completes it)."""
     box = frame.get_by_test_id("step-input")
     measured = []
-    drain(plugin)
     for k in range(changes):
+        drain(plugin)
         step = str(k % steps)
         box.fill(step)
         box.press("Enter")
@@ -147,13 +150,16 @@ def step_changes(plugin, frame, grid, steps, changes, units):
 def scrolls(plugin, grid, units):
     """Scrolls the grid a page at a time to the bottom and back; the redraw of each page once drawn."""
     measured = []
-    drain(plugin)
     for direction in (1, -1):
-        while plugin.evaluate("""d => {
+        while True:
+            drain(plugin)
+            moved = plugin.evaluate("""d => {
                 const s = document.querySelector(".grid-scroll");
                 const top = s.scrollTop;
                 s.scrollTop += d * s.clientHeight;
-                return s.scrollTop !== top; }""", direction):
+                return s.scrollTop !== top; }""", direction)
+            if not moved:
+                break
             measured.append(completed(plugin, grid, lambda d: d["busy"] == "false")[-1])
     print(f"{units} units: {len(measured)} pages scrolled")
     return measured
@@ -164,8 +170,8 @@ def zooms(plugin, frame, grid, units):
     zoom = frame.get_by_role("slider", name="Zoom")
     start = int(zoom.input_value())
     measured = []
-    drain(plugin)
     for value in [*range(start + 1, start + 5), *range(start + 3, start - 1, -1)]:
+        drain(plugin)
         zoom.fill(str(value))
         measured.append(completed(plugin, grid, lambda d: d["busy"] == "false")[-1])
     return measured
