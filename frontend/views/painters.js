@@ -16,12 +16,11 @@
 // A and at B) in cells twice as wide, each pair on a colour scale of its own.
 
 import {DIVERGING, SEQUENTIAL} from "../colormaps.js";
-import {decorate} from "./framegrid.js";
+import {decorate, paintAtlas} from "./framegrid.js";
 import {seriesPainter} from "./series.js";
 import {tokensPainter} from "./tokens.js";
 
 const SEPARATOR = 3; // CSS px between window and rollout; a 1px line in the middle
-const NAN_RGBA = [189, 189, 189, 255];
 
 /** image_rows: the L x D window as an image above a separator line, the R x D rollout below. */
 const imageRows = {
@@ -134,45 +133,4 @@ function valueRange(arrays, diverging) {
 
 function merge(ranges, diverging) {
   return valueRange([ranges.flatMap((r) => [r.lo, r.hi])], diverging);
-}
-
-/**
- * Paints every frame at one pixel per value into an offscreen canvas (frames
- * tiled in a near-square block so the canvas stays within size limits);
- * `paint` then scales pieces of it with nearest-neighbour sampling.
- */
-function paintAtlas(frames, ranges, {L, R, D}, lut) {
-  const cols = Math.max(1, Math.ceil(Math.sqrt(frames.length)));
-  const rows = Math.max(1, Math.ceil(frames.length / cols));
-  const image = new ImageData(Math.max(1, cols * D), Math.max(1, rows * (L + R)));
-  frames.forEach((f, i) => {
-    const x0 = (i % cols) * D;
-    const y0 = Math.floor(i / cols) * (L + R);
-    paintMatrix(image, x0, y0, f.window, D, ranges[i], lut);
-    if (f.rollout) paintMatrix(image, x0, y0 + L, f.rollout, D, ranges[i], lut);
-  });
-  const canvas = document.createElement("canvas");
-  canvas.width = image.width;
-  canvas.height = image.height;
-  canvas.getContext("2d").putImageData(image, 0, 0);
-  return {canvas, cols};
-}
-
-/** Writes a row-major matrix with `width` columns into `image` at (x0, y0) through `lut`. */
-function paintMatrix(image, x0, y0, values, width, {lo, hi}, lut) {
-  const span = hi - lo;
-  const out = image.data;
-  for (let k = 0; k < values.length; k++) {
-    const v = values[k];
-    const p = 4 * ((y0 + Math.floor(k / width)) * image.width + x0 + (k % width));
-    if (!Number.isFinite(v)) {
-      out.set(NAN_RGBA, p);
-      continue;
-    }
-    const c = 4 * (span > 0 ? Math.round((255 * (v - lo)) / span) : 128);
-    out[p] = lut[c];
-    out[p + 1] = lut[c + 1];
-    out[p + 2] = lut[c + 2];
-    out[p + 3] = 255;
-  }
 }
