@@ -15,6 +15,7 @@ import tokenize
 
 import numpy as np
 import pytest
+import torch
 
 from demo import __main__ as demo_main
 from demo import data as demo_data
@@ -153,6 +154,7 @@ def test_per_data_set_defaults():
     assert (digits.window, digits.rollout, digits.hidden) == (4, 4, 169)
     assert (mnist.window, mnist.rollout) == (5, 10)
     assert (text.window, text.rollout, text.hidden, text.batch_size) == (10, 10, 64, 32)
+    assert (digits.threads, text.threads) == (None, 1)
     assert demo_main.logged_steps(digits) == list(range(0, 2001, 100))
     assert len(demo_main.logged_steps(text)) >= 20
 
@@ -214,6 +216,15 @@ def test_text_demo_logs_tokens_with_vocab_and_annotations(text_demo):
     assert average.shape == (12, 10, 97)
     np.testing.assert_allclose(average.sum(axis=2), 1, atol=1e-2)
     assert arrays["top/rollout"].shape == (12, 10, 97)
+
+
+def test_text_demo_runs_on_one_thread_and_restores_torch_threads(tmp_path, monkeypatch):
+    used = []
+    monkeypatch.setattr(demo_main, "train", lambda *args: used.append(torch.get_num_threads()))
+    monkeypatch.setattr(demo_main, "annotation_summary", lambda features: [])
+    before = torch.get_num_threads()
+    write_demo_logdir(tmp_path, *TINY_TEXT_ARGS, "--threads", "1")
+    assert used == [1] and torch.get_num_threads() == before
 
 
 def test_text_demo_prints_the_units_most_correlated_with_each_annotation(text_demo):
