@@ -25,8 +25,8 @@ import numpy as np
 UNKNOWN = "\N{REPLACEMENT CHARACTER}"
 VOCAB = ("\n", *(chr(code) for code in range(32, 127)), UNKNOWN)
 
-# Pure-Python standard-library modules, present (as single files) in Python
-# 3.8 to 3.13; the few a version lacks are skipped. About 1.6 MB of source.
+# Pure-Python standard-library modules, single files in current Pythons (all
+# of them in 3.11 and 3.12); any a version lacks is skipped. About 1.6 MB.
 STDLIB_FILES = (
     "argparse.py", "ast.py", "base64.py", "bisect.py", "calendar.py", "configparser.py",
     "contextlib.py", "copy.py", "csv.py", "dataclasses.py", "difflib.py", "enum.py",
