@@ -19,14 +19,15 @@ export const NEEDS = {index: null, activity: "units", selectivity: "units", clas
   change: "change", similarity: "similarity"};
 
 // One more order per annotation the probe has, named "annotation:NAME":
-// the units most correlated with that annotation first.
+// the units most correlated with that annotation first, either sign (a unit
+// low inside strings tracks strings as much as one high there).
 const ANNOTATION = "annotation:";
 
 /** [name, label, description] of the orders of a tag: ORDERS and one per annotation of its description. */
 export function ordersOf(description) {
   const names = description?.annotation_names ?? [];
   return [...ORDERS, ...names.map((n) => [`${ANNOTATION}${n}`, `annotation: ${n}`,
-    `highest correlation with the annotation “${n}” first (at the window's last input)`])];
+    `strongest correlation, either sign, with the annotation “${n}” first (at the window's last input)`])];
 }
 
 /** The annotation an order sorts by ("annotation:NAME" -> NAME), or null. */
@@ -50,7 +51,7 @@ export function needsOf(name) {
  * Units without a value (dead, unmatched, no class) go last.
  */
 export function unitOrder(name, {count, stats, dominant, change, similarity, annotation}) {
-  if (annotationOf(name) !== null) return sortUnits(count, (u) => -annotation(u));
+  if (annotationOf(name) !== null) return sortUnits(count, (u) => -Math.abs(annotation(u)), (u) => -annotation(u));
   switch (name) {
     case "activity":
       return sortUnits(count, (u) => -stats(u).signalMean);

@@ -21,7 +21,7 @@ INLINE_TAG = "rnn/inline"
 
 
 # Modules whose every test runs a real TensorBoard or browser: `make test-fast` leaves them out.
-SLOW_MODULES = ("test_browser", "test_browser_displays", "test_browser_scale", "test_tensorboard_process")
+SLOW_MODULES = ("test_browser", "test_browser_displays", "test_browser_scale", "test_tensorboard_process", "test_browser_text_demo")
 
 
 def pytest_collection_modifyitems(items):
