@@ -35,3 +35,26 @@ export function cssGradient(lut) {
     `rgb(${lut[4 * i]}, ${lut[4 * i + 1]}, ${lut[4 * i + 2]}) ${(100 * i) / 255}%`);
   return `linear-gradient(to right, ${stops.join(", ")})`;
 }
+
+/**
+ * {lo, hi} over the finite values of the given arrays (nulls skipped; {0, 0}
+ * when there are none), symmetric about 0 when `diverging`; `padFlat` widens
+ * a flat range to 1 (for axes, which need a span; colours map flat to the middle).
+ */
+export function valueRange(arrays, diverging, padFlat = false) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const values of arrays) {
+    if (!values) continue;
+    for (const v of values) {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  }
+  if (lo > hi) lo = hi = 0;
+  if (diverging) {
+    const m = Math.max(Math.abs(lo), Math.abs(hi));
+    [lo, hi] = [-m, m];
+  }
+  return padFlat && hi - lo < 1e-9 ? {lo: lo - 0.5, hi: hi + 0.5} : {lo, hi};
+}

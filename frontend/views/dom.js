@@ -38,3 +38,15 @@ export function fmt(value, digits = 3) {
 export function pct(value) {
   return Number.isFinite(value) ? `${fmt(100 * value)}%` : String(value);
 }
+
+/** Sizes `canvas` to `width` x `height` CSS px at the screen's pixel ratio; returns its context, in CSS px. */
+export function sizeCanvas(canvas, width, height) {
+  const dpr = globalThis.devicePixelRatio || 1;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  return ctx;
+}

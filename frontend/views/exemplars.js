@@ -5,7 +5,7 @@
 // series as a snippet chart with the window shaded; each with its signal.
 // Token text is set as DOM text, never HTML.
 
-import {el, fmt} from "./dom.js";
+import {el, fmt, sizeCanvas} from "./dom.js";
 import {SEQUENTIAL} from "../colormaps.js";
 import {drawSnippet} from "./series.js";
 import {tokenOf, visibleToken} from "./tokens.js";
@@ -86,11 +86,6 @@ function drawRows(canvas, values, D, start, end) {
   const side = 6;  // the bracket left of the rows
   const width = side + D * px;
   const height = T * px;
-  const dpr = globalThis.devicePixelRatio || 1;
-  canvas.width = Math.round(width * dpr);
-  canvas.height = Math.round(height * dpr);
-  canvas.style.width = `${width}px`;
-  canvas.style.height = `${height}px`;
   let lo = Infinity;
   let hi = -Infinity;
   for (const v of values) {
@@ -106,8 +101,7 @@ function drawRows(canvas, values, D, start, end) {
   tile.width = D;
   tile.height = T;
   tile.getContext("2d").putImageData(image, 0, 0);
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const ctx = sizeCanvas(canvas, width, height);
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(tile, side, 0, D * px, T * px);
   // Darken the rows outside the window (a spotlight on it), outline the window and bracket it.

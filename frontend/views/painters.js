@@ -15,7 +15,7 @@
 // sideBySide(painter) draws pairs of frames {a, b} (compare mode: a unit at
 // A and at B) in cells twice as wide, each pair on a colour scale of its own.
 
-import {DIVERGING, SEQUENTIAL} from "../colormaps.js";
+import {DIVERGING, SEQUENTIAL, valueRange} from "../colormaps.js";
 import {decorate, paintAtlas} from "./framegrid.js";
 import {seriesPainter} from "./series.js";
 import {tokensPainter} from "./tokens.js";
@@ -110,25 +110,6 @@ function pixelScale(L, R, D, scale) {
     sx: h > 3 * w ? Math.ceil(h / (3 * D)) : scale,
     sy: w > 3 * h ? Math.ceil(w / (3 * (L + R))) : scale,
   };
-}
-
-/** {lo, hi} over the finite values of the given arrays; symmetric about 0 when diverging. */
-function valueRange(arrays, diverging) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const values of arrays) {
-    if (!values) continue;
-    for (const v of values) {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-  }
-  if (lo > hi) return {lo: 0, hi: 0};
-  if (diverging) {
-    const m = Math.max(Math.abs(lo), Math.abs(hi));
-    return {lo: -m, hi: m};
-  }
-  return {lo, hi};
 }
 
 function merge(ranges, diverging) {

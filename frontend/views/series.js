@@ -5,7 +5,8 @@
 // has axes, the channel names and a readout of the values under the
 // pointer; exemplars are snippets of their sequence with the window shaded.
 
-import {el, fmt} from "./dom.js";
+import {el, fmt, sizeCanvas} from "./dom.js";
+import {valueRange} from "../colormaps.js";
 
 // Distinct colours for channels (d3's category10); more channels reuse them.
 export const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -22,25 +23,6 @@ export function channelName(names, c) {
   return names && c < names.length ? String(names[c]) : `channel ${c}`;
 }
 
-/** {lo, hi} over the finite values of the given arrays (padded when flat); symmetric about 0 when diverging. */
-function valueRange(arrays, diverging) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const values of arrays) {
-    if (!values) continue;
-    for (const v of values) {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-  }
-  if (lo > hi) return {lo: -1, hi: 1};
-  if (diverging) {
-    const m = Math.max(Math.abs(lo), Math.abs(hi)) || 1;
-    return {lo: -m, hi: m};
-  }
-  if (hi - lo < 1e-9) return {lo: lo - 0.5, hi: hi + 0.5};
-  return {lo, hi};
-}
 
 /**
  * The lines of a frame: `values` (positions x D, row-major) of channel c
@@ -131,8 +113,8 @@ export const seriesPainter = {
   },
 
   paint(ctx, cells, shape, {w, h}, {diverging = false, shared = false} = {}) {
-    const ranges = cells.map(({frame}) => frame.range ?? valueRange(frameArrays(frame), diverging));
-    const sharedRange = shared ? valueRange([ranges.flatMap((r) => [r.lo, r.hi])], diverging) : null;
+    const ranges = cells.map(({frame}) => frame.range ?? valueRange(frameArrays(frame), diverging, true));
+    const sharedRange = shared ? valueRange([ranges.flatMap((r) => [r.lo, r.hi])], diverging, true) : null;
     const pad = 2;
     ctx.save();
     cells.forEach(({x, y, frame}, i) => {
@@ -184,16 +166,10 @@ export class SeriesChart {
    * channel names; diverging: the frame is a difference from the mean.
    */
   draw(frame, {L, R, D}, {names, diverging = false, width = 560, height = 240, caption = ""} = {}) {
-    const dpr = globalThis.devicePixelRatio || 1;
-    this.canvas.width = Math.round(width * dpr);
-    this.canvas.height = Math.round(height * dpr);
-    this.canvas.style.width = `${width}px`;
-    this.canvas.style.height = `${height}px`;
-    const ctx = this.canvas.getContext("2d");
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const ctx = sizeCanvas(this.canvas, width, height);
     ctx.clearRect(0, 0, width, height);
     const box = {x: 52, y: 20, w: width - 64, h: height - 58};
-    const range = valueRange(frameArrays(frame), diverging);
+    const range = valueRange(frameArrays(frame), diverging, true);
     const pad = (range.hi - range.lo) * 0.06;
     const padded = {lo: range.lo - pad, hi: range.hi + pad};
     ctx.font = `11px ${SANS}`;
@@ -276,15 +252,9 @@ export function drawSnippet(canvas, values, D, {start, end, context, width = 180
   const T = values.length / D;
   const from = Math.max(0, start - context);
   const to = Math.min(T, end + context);
-  const dpr = globalThis.devicePixelRatio || 1;
-  canvas.width = Math.round(width * dpr);
-  canvas.height = Math.round(height * dpr);
-  canvas.style.width = `${width}px`;
-  canvas.style.height = `${height}px`;
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const ctx = sizeCanvas(canvas, width, height);
   const part = values.subarray(from * D, to * D);
-  const range = valueRange([part], false);
+  const range = valueRange([part], false, true);
   const pad = 3;
   const n = to - from;
   const x = (p) => pad + ((p - from) / Math.max(1, n - 1)) * (width - 2 * pad);

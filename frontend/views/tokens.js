@@ -7,6 +7,7 @@
 // never as HTML; control characters are shown as symbols (⏎ ⇥).
 
 import {joinTokens, mostLikely} from "../model.js";
+import {sizeCanvas} from "./dom.js";
 
 export const MONO = "\"DejaVu Sans Mono\", Menlo, Consolas, \"Roboto Mono\", monospace";
 const SANS = "Roboto, \"Helvetica Neue\", Arial, sans-serif";
@@ -218,13 +219,7 @@ export function drawLogo(canvas, {window: values, rollout, mean = null, V, vocab
   const positions = L + (rollout?.length ? R : 0);
   const width = LOGO_LEFT + positions * LOGO_COLUMN + (R > 0 && rollout?.length ? 10 : 0) + 8;
   const height = LOGO_TOP + LOGO_HEIGHT + LOGO_BOTTOM;
-  const dpr = globalThis.devicePixelRatio || 1;
-  canvas.width = Math.round(width * dpr);
-  canvas.height = Math.round(height * dpr);
-  canvas.style.width = `${width}px`;
-  canvas.style.height = `${height}px`;
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const ctx = sizeCanvas(canvas, width, height);
   ctx.clearRect(0, 0, width, height);
 
   const at = (p) => (p < L ? values.subarray(p * V, (p + 1) * V) : rollout.subarray((p - L) * V, (p - L + 1) * V));
