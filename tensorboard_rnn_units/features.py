@@ -295,11 +295,13 @@ def compute_unit_features(
             keep = probe.loader is None and \
                 _state_bytes(probe, stepper, dtype, with_state=rollout > 0) / shard[1] <= KEEP_BYTES
             first = walker.batches(with_state=rollout > 0 and keep)
-            if keep:
-                batches = [sums.candidates(batch) for batch in first]
+            if keep:  # one topk over every signal, not one merge per batch
+                batches = list(first)
+                if batches:  # a rank can have none
+                    sums.candidates(torch.cat([batch.signal for batch in batches]))
             else:
                 for batch in first:
-                    sums.candidates(batch)
+                    sums.candidates(batch.signal)
             for name in quantiles:
                 sums.thresholds[name] = sums.threshold(name, top_fraction)
         for batch in batches:
@@ -415,32 +417,37 @@ class _WindowWalker:
 
     def _groups(self):
         """``(data, s0, sequence, position)`` of this rank's groups: the group's
-        sequences from ``s0`` on the device and its windows (CPU), by sequence."""
+        sequences from ``s0`` on the device and its windows (CPU), by sequence.
+        A group holds about ``batch_size`` windows: whole sequences, as many as
+        that takes (a sampled probe's sequences hold few windows each)."""
         rank, world = self.shard
-        positions = self.probe.positions
-        per_group = max(1, self.batch_size // positions)
-        index = 0
-        for data, s0 in self._blocks():
-            for g0 in range(0, data.shape[0], per_group):
-                index += 1
-                if (index - 1) % world != rank:
-                    continue
-                count = min(per_group, data.shape[0] - g0)
-                if self.probe.window_sequence is None:  # every window
+        for index, (data, s0, count, seq, pos) in enumerate(self._all_groups()):
+            if index % world == rank:
+                yield data[:count], s0, seq, pos
+
+    def _all_groups(self):
+        """Every group, each ``(data from its first sequence, s0, sequence count, sequence, position)``."""
+        positions, probe = self.probe.positions, self.probe
+        if probe.window_sequence is None:  # a loader's batches, every window of each
+            per_group = max(1, self.batch_size // positions)
+            for data, s0 in self._blocks():
+                for g0 in range(0, data.shape[0], per_group):
+                    count = min(per_group, data.shape[0] - g0)
                     seq = torch.arange(s0 + g0, s0 + g0 + count).repeat_interleave(positions)
-                    pos = torch.arange(positions).repeat(count)
-                else:
-                    a, b = torch.searchsorted(self.probe.window_sequence, torch.tensor([s0 + g0, s0 + g0 + count])).tolist()
-                    if a == b:
-                        continue
-                    seq, pos = self.probe.window_sequence[a:b], self.probe.window_position[a:b]
-                yield data[g0 : g0 + count], s0 + g0, seq, pos
+                    yield data[g0:], s0 + g0, count, seq, torch.arange(positions).repeat(count)
+            return
+        # Group of each sequence: how many batches of windows come before it.
+        windows_before = torch.bincount(probe.window_sequence, minlength=probe.num_sequences).cumsum(0)
+        group = torch.cat([torch.zeros(1, dtype=torch.int64), windows_before[:-1]]) // self.batch_size
+        starts = torch.cat([torch.zeros(1, dtype=torch.int64), (group.diff() != 0).nonzero().squeeze(1) + 1])
+        bounds = torch.searchsorted(probe.window_sequence, starts).tolist() + [probe.num_windows]
+        stops = starts.tolist()[1:] + [probe.num_sequences]
+        for g0, g1, a, b in zip(starts.tolist(), stops, bounds, bounds[1:]):
+            if a < b:
+                yield self.inputs.data[g0:], g0, g1 - g0, probe.window_sequence[a:b], probe.window_position[a:b]
 
     def _blocks(self):
-        """``(data on the device, index of its first sequence)``: the whole probe, or each loader batch."""
-        if self.probe.loader is None:
-            yield self.inputs.data, 0
-            return
+        """``(data on the device, index of its first sequence)`` of each of a loader's batches."""
         s0 = 0
         for x in self.probe.stream():
             yield x.to(self.device, None if self.inputs.tokens else self.inputs.dtype), s0
@@ -673,12 +680,11 @@ class _Sums:
         self.class_counts = probe.window_class_counts()
         self.distributed = walker.shard[1] > 1
 
-    def candidates(self, batch):
-        """Adds a first-pass batch's signals to the threshold candidates; returns the batch."""
-        signal = batch.signal.to(self.dtype)
+    def candidates(self, signal):
+        """Adds first-pass signals ``(B, H)`` to the threshold candidates."""
+        signal = signal.to(self.dtype)
         for largest in self.largest.values():
             largest.add(signal)
-        return batch
 
     def threshold(self, weighting, fraction):
         """The ``_Threshold`` of ``"top"`` or ``"bottom"``, once every window's candidates are in."""
