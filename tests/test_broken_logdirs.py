@@ -145,7 +145,9 @@ def broken(tmp_path_factory):
     step_2 = [(o, n) for o, n in records if _is_step(data[o : o + n], 2)]
     assert len(step_2) == 1, "one record holds step 2"
     offset, length = step_2[0]
-    header_at = data.index(b'{"arrays"', offset, offset + length)  # the step header's first byte
+    # The step header's first byte: the record's first JSON (the tensor, field 8, is serialised
+    # before the metadata, field 9, whose content is JSON too).
+    header_at = data.index(b'{"', offset, offset + length)
     with open(event_file, "r+b") as f:
         f.seek(header_at)
         f.write(bytes([data[header_at] ^ 0xFF]))
