@@ -21,7 +21,8 @@ from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, 
 
 from tensorboard_rnn_units import analysis
 from tensorboard_rnn_units import metadata
-from tensorboard_rnn_units.features import UnitFeatures, compute_unit_features, process_shard
+from tensorboard_rnn_units.features import UnitFeatures, compute_unit_features
+from tensorboard_rnn_units.windows import process_shard
 from tensorboard_rnn_units.validation import check_int
 
 # Per writer: {tag: _Logged}, to catch steps that go backwards and layouts

@@ -156,16 +156,16 @@ def test_float32_model_matches_float64():
 
 def test_thresholds_from_streamed_candidates_match_torch_quantile():
     """Each unit's few largest (smallest) signals, kept batch by batch, give torch.quantile exactly."""
-    from tensorboard_rnn_units.features import _Largest, _Threshold
+    from tensorboard_rnn_units.sums import Largest, Threshold
 
     values = torch.randn(1001, 6, dtype=torch.float64)
     for fraction in (1.0, 0.5, 0.02, 0.001, 1e-9):
         for sign in (1.0, -1.0):
             k = 1001 - int((1 - fraction) * 1000)
-            largest = _Largest(k, 6, sign, "cpu", torch.float64, keyed=False)
+            largest = Largest(k, 6, sign, "cpu", torch.float64, keyed=False)
             for batch in values.split(97):
                 largest.add(batch)
-            threshold = _Threshold.from_largest(largest.values, 1001, fraction, sign)
+            threshold = Threshold.from_largest(largest.values, 1001, fraction, sign)
             q = 1 - fraction if sign > 0 else fraction
             torch.testing.assert_close(threshold.value, torch.quantile(values, q, dim=0))
 

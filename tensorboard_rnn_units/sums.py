@@ -1,0 +1,405 @@
+"""Running sums over window batches, turned into ``UnitFeatures``.
+
+Weights come from ``Threshold``s (``"top"`` and ``"bottom"`` from each
+unit's most extreme signals, kept by ``Largest``); the weighted sums of
+windows and rollouts, the statistics, exemplars, annotation correlations
+and gate saturations accumulate on the model's device, in float64, and are
+all-reduced across ranks under ``torch.distributed``.
+"""
+
+import dataclasses
+from typing import Optional
+
+import torch
+
+from tensorboard_rnn_units.results import UnitFeatures, WeightedFeatures
+
+# Gate activations below LOW or above HIGH count as saturated.
+SATURATION = (0.1, 0.9)
+
+
+@dataclasses.dataclass
+class Threshold:
+    """Turns signals into weights: ``max(sign * (signal - value), 0)``, except
+    that units whose ``value`` is their extreme (``tied``) weigh the windows
+    at it 1. ``sign`` is -1 for ``"bottom"``, which weighs the negative tail."""
+
+    value: object  # float or (H,) tensor
+    tied: Optional[torch.Tensor] = None  # (H,) bool
+    sign: float = 1.0
+
+    @classmethod
+    def from_largest(cls, largest, count, fraction, sign):
+        """The threshold keeping ``fraction`` of ``count`` windows, from each
+        unit's ``k = count - floor((1 - fraction) (count - 1))`` largest values
+        of ``sign * signal``, ``(H, k)`` descending: the ``1 - fraction``
+        quantile interpolated as ``torch.quantile`` does, of ``sign * signal``."""
+        rank = (1.0 - fraction) * (count - 1)
+        v_lo = largest[:, count - int(rank) - 1]
+        v_hi = largest[:, count - int(rank) - 2] if count - int(rank) >= 2 else v_lo
+        value = torch.lerp(v_lo, v_hi, rank - int(rank))
+        return cls(sign * value, value >= largest[:, 0], sign)
+
+    def weights(self, signal):
+        d = self.sign * (signal - self.value)
+        w = d.clamp_min(0)
+        if self.tied is not None:
+            w = torch.where(self.tied, (d >= 0).to(w.dtype), w)
+        return w
+
+
+class Largest:
+    """Each unit's ``k`` largest values of ``sign * signal`` so far, ``(H, k)``
+    descending, and (``keyed``) the windows they came from: the exemplars, and
+    the candidates for the ``"top"``/``"bottom"`` thresholds (``k x H``
+    memory, not the probe's). Kept unit-major: one unsorted ``topk`` along
+    rows, then a sort of the ``k`` kept, is about twice as fast as down columns."""
+
+    def __init__(self, k, units, sign, device, dtype, keyed):
+        self.k, self.sign = k, sign
+        self.values = torch.empty(units, 0, dtype=dtype, device=device)
+        self.keys = torch.empty(units, 0, dtype=torch.int64, device=device) if keyed else None
+
+    def add(self, signal, keys=None):
+        """Adds ``(B, H)`` signals of windows ``keys`` ``(B,)`` (when keyed)."""
+        values = signal.T if self.sign > 0 else -signal.T
+        self._merge(values, None if self.keys is None else keys[None, :].expand(values.shape))
+
+    def gather(self):
+        """Merges every rank's values (and keys): each rank then holds the ``k`` largest of all."""
+        # Every rank sends k columns (all_gather needs equal shapes): short ones padded with -inf,
+        # which never make the top k of all (k is at most the probe's windows).
+        missing = self.k - self.values.shape[1]
+        pad = lambda t, value: torch.cat([t, t.new_full((t.shape[0], missing), value)], 1)
+        parts = [pad(self.values, -torch.inf)] + ([] if self.keys is None else [pad(self.keys, 0)])
+        merged = []
+        for part in parts:
+            copies = [torch.empty_like(part) for _ in range(torch.distributed.get_world_size())]
+            torch.distributed.all_gather(copies, part.contiguous())
+            merged.append(torch.cat(copies, 1))
+        self.values = self.values[:, :0]
+        if self.keys is not None:
+            self.keys = self.keys[:, :0]
+        self._merge(merged[0], merged[1] if self.keys is not None else None)
+
+    def _merge(self, values, keys):
+        """Keeps the ``k`` largest of the kept and ``values`` ``(H, n)`` (with their ``keys``)."""
+        if self.values.shape[1]:
+            values = torch.cat([self.values, values], 1)
+            keys = None if keys is None else torch.cat([self.keys, keys], 1)
+        kept, index = values.topk(min(self.k, values.shape[1]), dim=1, sorted=False)
+        self.values, order = kept.sort(dim=1, descending=True)
+        if keys is not None:
+            self.keys = keys.gather(1, index.gather(1, order))
+
+    def exemplars(self, positions, window):
+        """``(sequence, end, signal)``, each ``(H, k)`` on the CPU."""
+        keys = self.keys.to("cpu")
+        return keys // positions, keys % positions + window, (self.sign * self.values).to("cpu", torch.float64)
+
+
+class Sums:
+    """Running sums over window batches on the model's device, turned into
+    ``UnitFeatures`` at the end.
+
+    Products are taken in at least float32 (half-precision models would
+    overflow) and accumulated in float64. Window and rollout sums are kept
+    transposed, ``(L * D, H)``, so that token windows add by index.
+    """
+
+    def __init__(self, probe, weightings, model, rollout, exemplars, top_fraction, walker, device, dtype):
+        units = model.hidden_size
+        self.weightings, self.rollout, self.tokens = weightings, rollout, probe.tokens is not None
+        self.dtype = torch.promote_types(dtype, torch.float32)
+        self.thresholds = {"relu": Threshold(0.0)}
+        self.count = 0
+        self.finite = torch.ones((), dtype=torch.bool, device=device)
+        zeros = lambda *shape: torch.zeros(*shape, dtype=accumulator_dtype(device), device=device)
+        self.window_sum = zeros(probe.window * probe.input_size)
+        self.rollout_sum = zeros(rollout * probe.input_size)
+        self.rollout_count = 0  # windows in rollout_sum
+        self.signal_sum = zeros(units)
+        self.signal_sq = zeros(units)
+        self.signal_max = torch.full((units,), -torch.inf, dtype=self.window_sum.dtype, device=device)
+        self.by_weighting = {
+            name: {
+                "average": zeros(probe.window * probe.input_size, units),
+                "rollout": zeros(rollout * probe.input_size, units),
+                "weight": zeros(units),
+                "weight_sq": zeros(units),
+                "active": zeros(units),
+                "position": zeros(probe.positions, units),
+                "class": zeros(probe.num_classes, units),
+            }
+            for name in weightings
+        }
+        # Exemplars: the highest signals serve "top" and "relu", the lowest "bottom".
+        signs = {sign_of(name) for name in weightings}
+        self.exemplars = {
+            sign: Largest(min(exemplars, probe.num_windows), units, sign, device, self.dtype, keyed=True)
+            for sign in signs
+        }
+        self.num_windows = probe.num_windows
+        kept = lambda fraction: self.num_windows - int((1.0 - fraction) * (self.num_windows - 1))
+        self.largest = {sign: Largest(kept(top_fraction), units, sign, device, self.dtype, keyed=False) for sign in signs}
+        self.labels = walker.inputs.labels  # (N,) on the model's device, or None
+        self.annotations = walker.inputs.annotations  # (N, T, A) or None
+        self.annotation_names = list(probe.annotations)
+        count = len(self.annotation_names)
+        self.annotation_sum, self.annotation_sq, self.cross = zeros(count), zeros(count), zeros(units, count)
+        self.gate_names = tuple(getattr(model, "gate_names", ())) if walker.gates else ()
+        self.keep_gate = getattr(model, "keep_gate", None)
+        self.gate_saturated, self.gate_sum = zeros(len(self.gate_names), units), zeros(len(self.gate_names), units)
+        # The activation sample, gathered as its windows pass: each sample
+        # window's key (sequence * P + position) ascending, and one row per
+        # sample window plus a last row that takes every other window.
+        self.positions, self.window = probe.positions, probe.window
+        self.token_offsets = torch.arange(probe.window, device=device) * probe.input_size
+        self.sample_keys = probe.sample_keys.to(device)
+        self.sample = torch.zeros(probe.sample.numel() + 1, units, dtype=torch.float32, device=device)
+        self.class_counts = probe.window_class_counts()
+        self.distributed = walker.shard[1] > 1
+
+    def candidates(self, signal):
+        """Adds first-pass signals ``(B, H)`` to the threshold candidates."""
+        signal = signal.to(self.dtype)
+        for largest in self.largest.values():
+            largest.add(signal)
+
+    def threshold(self, weighting, fraction):
+        """The ``Threshold`` of ``"top"`` or ``"bottom"``, once every window's candidates are in."""
+        sign = sign_of(weighting)
+        largest = self.largest[sign]
+        if self.distributed:
+            largest.gather()
+        if not torch.isfinite(largest.values).all():
+            raise not_finite("rnn")
+        return Threshold.from_largest(largest.values, self.num_windows, fraction, sign)
+
+    def weighed_rows(self, batch):
+        """Which of a batch's windows some unit weighs, the only ones to roll out
+        and sum: all (``None``) with ``"relu"``; otherwise only those a unit
+        weighs, plus the activation sample's (for the mean rollout), as an index tensor."""
+        if "relu" in self.weightings:
+            return None
+        signal = batch.signal.to(self.dtype)
+        weighed = self._in_sample(batch) < self.sample_keys.numel()
+        for name in self.weightings:
+            weighed |= (self.thresholds[name].weights(signal) > 0).any(1)
+        return weighed.nonzero().squeeze(1)
+
+    def _in_sample(self, batch):
+        """Each window's row in the activation sample; the sample's size for windows outside it."""
+        keys = batch.sequence * self.positions + batch.position
+        found = torch.searchsorted(self.sample_keys, keys).clamp_max(len(self.sample_keys) - 1)
+        return torch.where(self.sample_keys[found] == keys, found, len(self.sample_keys))  # no device sync
+
+    def add(self, batch, windows, predictions, rows=None):
+        """Adds a batch; ``rows`` (``None``: all) are the windows some unit weighs
+        (``weighed_rows``) and ``predictions`` their rollouts."""
+        signal = batch.signal.to(self.dtype)
+        self.count += signal.shape[0]
+        self.finite &= torch.isfinite(signal).all()
+        if self.tokens:  # (B, L) tokens: row l * V + token of each window position
+            windows = windows + self.token_offsets
+            self.window_sum += torch.bincount(windows.flatten(), minlength=self.window_sum.numel())
+        else:
+            windows = windows.to(self.dtype)
+            self.window_sum += windows.sum(0)
+        self.signal_sum += signal.sum(0)
+        self.signal_sq += (signal.to(self.signal_sq.dtype) ** 2).sum(0)
+        self.signal_max = torch.maximum(self.signal_max, signal.amax(0))
+        sample_rows = self._in_sample(batch)
+        self.sample.index_copy_(0, sample_rows, signal.to(torch.float32))
+        keys = batch.sequence * self.positions + batch.position
+        for exemplars in self.exemplars.values():
+            exemplars.add(signal, keys)
+        if self.annotations is not None:
+            a = self.annotations[batch.sequence, batch.position + self.window - 1].to(self.dtype)  # (B, A)
+            wide = a.to(self.cross.dtype)
+            self.annotation_sum += wide.sum(0)
+            self.annotation_sq += (wide * wide).sum(0)
+            self.cross += (signal.T @ a).to(self.cross.dtype)
+        if self.gate_names:
+            gates = batch.gates.to(self.dtype)
+            low, high = SATURATION
+            self.gate_saturated += ((gates < low) | (gates > high)).sum(0)
+            self.gate_sum += gates.sum(0)
+        if predictions is not None:
+            predictions = predictions.to(self.dtype)
+            if rows is None:
+                self.rollout_sum += predictions.sum(0)
+                self.rollout_count += predictions.shape[0]
+            else:  # only the sample's rollouts are a fair mean
+                in_sample = sample_rows[rows] < self.sample_keys.numel()
+                self.rollout_sum += (predictions * in_sample[:, None]).sum(0)
+                self.rollout_count += in_sample.sum()
+        classes = None if self.labels is None else self.labels[batch.sequence]
+        position = batch.position
+        if rows is not None:  # the other windows weigh 0 for every unit
+            signal, windows, position = signal[rows], windows[rows], position[rows]
+            classes = None if classes is None else classes[rows]
+        for name in self.weightings:
+            sums = self.by_weighting[name]
+            w = self.thresholds[name].weights(signal)
+            if self.tokens:
+                for column in windows.T:  # one index_add per window position, not a one-hot product
+                    sums["average"].index_add_(0, column, w.to(sums["average"].dtype))
+            else:
+                sums["average"] += windows.T @ w
+            if predictions is not None:
+                sums["rollout"] += predictions.T @ w
+            # Weights and their squares in the accumulator's precision: in float32, w * w
+            # underflows (w < 1e-19) or overflows (w > 1e19) and the ESS leaves [0, 1].
+            wide = w.to(sums["weight"].dtype)
+            sums["weight"] += wide.sum(0)
+            sums["weight_sq"] += (wide * wide).sum(0)
+            sums["active"] += (w > 0).sum(0)
+            sums["position"] += sum_by(w, position, sums["position"].shape[0])
+            if classes is not None:
+                sums["class"] += sum_by(w, classes, sums["class"].shape[0])
+
+    def _all_reduce(self):
+        """Sums every rank's sums (max, min, merged exemplars where a sum is not the answer)."""
+        dist = torch.distributed
+        totals = [self.window_sum, self.rollout_sum, self.signal_sum, self.signal_sq, self.annotation_sum,
+                  self.annotation_sq, self.cross, self.gate_saturated, self.gate_sum,
+                  *(t for sums in self.by_weighting.values() for t in sums.values())]
+        counts = torch.tensor([self.count, float(self.rollout_count), float(not self.finite)],
+                              dtype=self.window_sum.dtype, device=self.window_sum.device)
+        for t in (*totals, counts):
+            dist.all_reduce(t)
+        self.count, self.rollout_count, self.finite = int(counts[0]), float(counts[1]), counts[2] == 0
+        dist.all_reduce(self.signal_max, op=dist.ReduceOp.MAX)
+        sample = self.sample[:-1].contiguous()  # each sample window is on one rank, zeros elsewhere
+        dist.all_reduce(sample)
+        self.sample[:-1] = sample
+        for exemplars in self.exemplars.values():
+            exemplars.gather()
+
+    def result(self, probe, signal, model, context, top_fraction):
+        if self.distributed:
+            self._all_reduce()
+        if not self.finite:
+            raise not_finite("rnn")
+        self._check_overflow(probe)
+        sample = self.sample[:-1].T.to("cpu").contiguous()
+        check_finite("rnn", sample)  # a float64 signal can overflow the sample's float32
+        cpu = lambda t: t.to("cpu", torch.float64)
+        n = self.count
+        exemplars = {sign: e.exemplars(self.positions, self.window) for sign, e in self.exemplars.items()}
+        weighted = {}
+        for name, device_sums in self.by_weighting.items():
+            sums = {key: cpu(value) for key, value in device_sums.items()}
+            total = sums["weight"]
+            dead = total <= 0
+            safe = torch.where(dead, torch.ones_like(total), total)
+            per_unit = lambda t: torch.where(dead[:, None], torch.zeros_like(t), t / safe[:, None])
+            ess = torch.where(dead, torch.zeros_like(total), total**2 / (sums["weight_sq"].clamp_min(1e-300) * n))
+            ess = ess.clamp_max(1.0)  # <= 1 (Cauchy-Schwarz); more only if w * w underflowed float64
+            sequence, end, exemplar_signal = exemplars[self.thresholds[name].sign]
+            weighted[name] = WeightedFeatures(
+                average=per_unit(sums["average"].T).reshape(-1, probe.window, probe.input_size),
+                rollout=per_unit(sums["rollout"].T).reshape(-1, self.rollout, probe.input_size) if self.rollout else None,
+                active_fraction=sums["active"] / n,
+                effective_sample_size=ess,
+                position_share=per_unit(sums["position"].T),
+                class_weight=None
+                if self.class_counts is None
+                else sums["class"].T / self.class_counts.clamp_min(1)[None, :],
+                dead=dead,
+                exemplar_sequence=sequence,
+                exemplar_end=end,
+                exemplar_signal=exemplar_signal,
+            )
+            check_finite("readout", weighted[name].rollout)
+        check_finite("readout", self.rollout_sum)
+        gate_saturation = time_constant = None
+        if self.gate_names:
+            saturated, mean_gate = cpu(self.gate_saturated) / n, cpu(self.gate_sum) / n
+            gate_saturation = dict(zip(self.gate_names, saturated))
+            keep = mean_gate[self.gate_names.index(self.keep_gate)]
+            time_constant = torch.where(keep >= 1, torch.inf, -1 / torch.log(keep))
+        return UnitFeatures(
+            weighted=weighted,
+            signal_mean=cpu(self.signal_sum) / n,
+            signal_max=cpu(self.signal_max),
+            activation_sample=sample,
+            mean_window=(cpu(self.window_sum) / n).reshape(probe.window, probe.input_size),
+            mean_rollout=(cpu(self.rollout_sum) / float(self.rollout_count)).reshape(self.rollout, probe.input_size)
+            if self.rollout else None,
+            class_counts=self.class_counts,
+            class_names=probe.class_names,
+            signal=signal,
+            layer=getattr(model, "layer", -1),
+            context=context,
+            top_fraction=float(top_fraction),
+            num_windows=n,
+            display=probe.display,
+            probe_fingerprint=probe.fingerprint,
+            probe_data=probe.data,
+            vocab=probe.vocab,
+            channel_names=probe.channel_names,
+            annotation_correlation=self._correlations(),
+            gate_saturation=gate_saturation,
+            time_constant=time_constant,
+        )
+
+    def _correlations(self):
+        """``{name: (H,)}`` Pearson correlation of each unit's signal with each annotation (0 if undefined)."""
+        if not self.annotation_names:
+            return {}
+        n = self.count
+        cpu = lambda t: t.to("cpu", torch.float64)
+        s, s2, a, a2, sa = (cpu(t) for t in (self.signal_sum, self.signal_sq, self.annotation_sum,
+                                              self.annotation_sq, self.cross))
+        cov = sa / n - (s / n)[:, None] * (a / n)[None, :]
+        var_s = (s2 / n - (s / n) ** 2).clamp_min(0)
+        var_a = (a2 / n - (a / n) ** 2).clamp_min(0)
+        scale = (var_s[:, None] * var_a[None, :]).sqrt()
+        # Below ~1e-12 relative, a "variance" is rounding of a constant.
+        defined = (var_s[:, None] > 1e-12 * (s2 / n)[:, None]) & (var_a[None, :] > 1e-12 * (a2 / n)[None, :])
+        r = torch.where(defined, cov / torch.where(defined, scale, torch.ones_like(scale)), torch.zeros_like(cov))
+        r = r.clamp(-1.0, 1.0)
+        return {name: r[:, i].contiguous() for i, name in enumerate(self.annotation_names)}
+
+    def _check_overflow(self, probe):
+        """Finite signals can still overflow the sums of products taken in ``self.dtype``
+        (e.g. inputs of 1e30 weighted by signals of 1e10 in float32): name the culprit
+        rather than return NaN. Rollout sums are the readout's (checked after)."""
+        finite = lambda *ts: all(bool(torch.isfinite(t).all()) for t in ts)
+        keys = ("weight", "weight_sq", "active", "position", "class")
+        if not finite(self.signal_sum, *(s[k] for s in self.by_weighting.values() for k in keys)):
+            raise ValueError(
+                f"rnn: its signals overflow {self.dtype} when summed over the probe's windows "
+                f"(largest {float(self.signal_max.max()):.3g}); has the model diverged?"
+            )
+        if not finite(self.window_sum, *(s["average"] for s in self.by_weighting.values())):
+            largest = float("nan") if probe.data is None else float(probe.data.abs().max())
+            raise ValueError(
+                f"probe: its inputs (up to |x| = {largest:.3g}) weighted by the units' signals overflow "
+                f"{self.dtype}; rescale the sequences (or measure a float64 model)"
+            )
+
+
+def sign_of(weighting):
+    """-1 for ``"bottom"``, which weighs the low tail of the signals; else 1."""
+    return -1.0 if weighting == "bottom" else 1.0
+
+
+def accumulator_dtype(device):
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+def sum_by(w, index, groups):
+    """``(groups, H)`` sums of the rows of ``w`` ``(B, H)`` grouped by ``index`` ``(B,)``."""
+    return w.new_zeros(groups, w.shape[1]).index_add_(0, index, w)
+
+
+def check_finite(source, values):
+    if values is not None and not torch.isfinite(values).all():
+        raise not_finite(source)
+
+
+def not_finite(source):
+    return ValueError(f"{source}: produced NaN or Inf on the probe; the features would be meaningless")

@@ -1,0 +1,231 @@
+"""Running a model over a probe's windows in batches, and rolling it out after them.
+
+The probe is cut into groups of whole sequences; each group runs once from
+the zero state (``context="prefix"``) or each window from its own start
+(``"window"``), and yields ``Batch``es: each window's signal (and gates,
+and state, for rollouts) at its last step. Token probes feed the RNN
+``embed(token)`` or one-hot tokens. Under ``torch.distributed`` each rank
+takes every ``world``-th group.
+"""
+
+import dataclasses
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+def process_shard():
+    """``(rank, world size)`` of the default ``torch.distributed`` process group, ``(0, 1)`` without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class Inputs:
+    """The probe's inputs as the RNN reads them, and its windows as they are averaged.
+
+    Continuous probes are both. Token probes average one-hot tokens (``D = V``)
+    and feed ``embed(token)`` or one-hot tokens to the RNN.
+    """
+
+    def __init__(self, probe, model_input_size, device, dtype):
+        self.data, self.labels, self.annotations = probe.on(device, dtype)
+        self.tokens = probe.vocab is not None
+        self.size, self.window, self.embed, self.dtype = probe.input_size, probe.window, probe.embed, dtype
+        self.seed, self.device, self.model_input_size = probe.seed, device, model_input_size
+        self.checked = self.embed is None
+
+    def at(self, values):
+        """What the RNN reads for ``values``, rows of the probe at one step
+        (``(B, D)`` inputs, or ``(B,)`` tokens)."""
+        if not self.tokens:
+            return values
+        return self.token_inputs(values)
+
+    def token_inputs(self, tokens):
+        if self.embed is None:
+            return nn.functional.one_hot(tokens, self.size).to(self.dtype)
+        x = self.embed(tokens)
+        if not self.checked:
+            if not isinstance(x, torch.Tensor) or x.shape != (len(tokens), self.model_input_size) \
+                    or not x.is_floating_point():
+                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(
+                    f"probe: its embed maps {len(tokens)} tokens to {got}, expected (B, E) floats with E = the "
+                    f"rnn's input_size {self.model_input_size}"
+                )
+            self.checked = True
+        return x.to(self.dtype)
+
+    def windows(self, data, sequence, position):
+        """Windows ending at ``position + L`` of rows ``sequence`` of ``data``:
+        ``(B, L, D)`` inputs or ``(B, L)`` tokens."""
+        steps = position[:, None] + torch.arange(self.window, device=position.device)
+        return data[sequence[:, None], steps]
+
+
+@dataclasses.dataclass
+class Batch:
+    sequence: torch.Tensor  # (B,) window's sequence index in the probe, on the model's device
+    position: torch.Tensor  # (B,) window's end position minus L, likewise
+    signal: torch.Tensor  # (B, H) at the window's last step
+    state: Optional[tuple]  # state after the window, batch on dim 0
+    gates: Optional[torch.Tensor]  # (B, G, H) gate activations at the window's last step
+    data: torch.Tensor  # the sequences s0.. the windows come from, on the model's device
+    s0: int
+
+
+class WindowWalker:
+    """Runs the model over the probe's windows in batches.
+
+    The probe is cut into groups of whole sequences (``batch_size // P``
+    at a time, a loader's batches further cut); under ``torch.distributed``
+    each rank takes every ``world``-th group, so no sequence is run twice.
+    Which windows end at which step is worked out on the CPU from the
+    probe's index tensors, so the device never waits on the host.
+    """
+
+    def __init__(self, model, inputs, probe, signal, context, batch_size, device, shard):
+        self.model, self.inputs, self.probe, self.signal, self.context = model, inputs, probe, signal, context
+        self.batch_size, self.device, self.shard = batch_size, device, shard
+        self.window = probe.window
+        self.gates = bool(getattr(model, "gate_names", ()))
+
+    def windows(self, batch):
+        """The batch's windows as averaged: ``(B, L * D)`` inputs or ``(B, L)`` tokens."""
+        w = self.inputs.windows(batch.data, batch.sequence - batch.s0, batch.position)
+        return w if self.inputs.tokens else w.reshape(w.shape[0], -1)
+
+    def batches(self, with_state):
+        run = self._window_batches if self.context == "window" else self._prefix_batch
+        for data, s0, seq, pos in self._groups():
+            yield from run(data, s0, seq, pos, with_state)
+
+    def _groups(self):
+        """``(data, s0, sequence, position)`` of this rank's groups: the group's
+        sequences from ``s0`` on the device and its windows (CPU), by sequence.
+        A group holds about ``batch_size`` windows: whole sequences, as many as
+        that takes (a sampled probe's sequences hold few windows each)."""
+        rank, world = self.shard
+        for index, (data, s0, count, seq, pos) in enumerate(self._all_groups()):
+            if index % world == rank:
+                yield data[:count], s0, seq, pos
+
+    def _all_groups(self):
+        """Every group, each ``(data from its first sequence, s0, sequence count, sequence, position)``."""
+        positions, probe = self.probe.positions, self.probe
+        if probe.window_sequence is None:  # a loader's batches, every window of each
+            per_group = max(1, self.batch_size // positions)
+            for data, s0 in self._blocks():
+                for g0 in range(0, data.shape[0], per_group):
+                    count = min(per_group, data.shape[0] - g0)
+                    seq = torch.arange(s0 + g0, s0 + g0 + count).repeat_interleave(positions)
+                    yield data[g0:], s0 + g0, count, seq, torch.arange(positions).repeat(count)
+            return
+        # Group of each sequence: how many batches of windows come before it.
+        windows_before = torch.bincount(probe.window_sequence, minlength=probe.num_sequences).cumsum(0)
+        group = torch.cat([torch.zeros(1, dtype=torch.int64), windows_before[:-1]]) // self.batch_size
+        starts = torch.cat([torch.zeros(1, dtype=torch.int64), (group.diff() != 0).nonzero().squeeze(1) + 1])
+        bounds = torch.searchsorted(probe.window_sequence, starts).tolist() + [probe.num_windows]
+        stops = starts.tolist()[1:] + [probe.num_sequences]
+        for g0, g1, a, b in zip(starts.tolist(), stops, bounds, bounds[1:]):
+            if a < b:
+                yield self.inputs.data[g0:], g0, g1 - g0, probe.window_sequence[a:b], probe.window_position[a:b]
+
+    def _blocks(self):
+        """``(data on the device, index of its first sequence)`` of each of a loader's batches."""
+        s0 = 0
+        for x in self.probe.stream():
+            yield x.to(self.device, None if self.inputs.tokens else self.inputs.dtype), s0
+            s0 += x.shape[0]
+
+    def _step(self, x, state):
+        """One step: ``(state, signal values, gates or None)``."""
+        if self.gates:
+            return self.model.step(self.inputs.at(x), state, self.signal, gates=True)
+        return (*self.model.step(self.inputs.at(x), state, self.signal), None)
+
+    def _window_batches(self, data, s0, seq, pos, with_state):
+        """Each window from a zero state at its start, ``batch_size`` windows at a time."""
+        for a in range(0, seq.numel(), self.batch_size):
+            sequence = seq[a : a + self.batch_size].to(self.device)
+            position = pos[a : a + self.batch_size].to(self.device)
+            xs = self.inputs.windows(data, sequence - s0, position)  # (B, L, ...)
+            state = self.model.initial_state(sequence.numel())
+            for i in range(self.window):
+                state, values, gates = self._step(xs[:, i], state)
+            yield Batch(sequence, position, values, state if with_state else None, gates, data, s0)
+
+    def _prefix_batch(self, data, s0, seq, pos, with_state):
+        """One pass over a group's sequences; each window's results are picked at its end step.
+
+        Windows are ordered by end position, so the ones ending at step ``t``
+        are a contiguous run of rows.
+        """
+        order = torch.argsort(pos, stable=True)
+        seq, pos = seq[order], pos[order]
+        ends_per_step = torch.bincount(pos, minlength=self.probe.positions).tolist()
+        rows = (seq - s0).to(self.device)
+        count = int(seq.max()) - s0 + 1
+        state = self.model.initial_state(count)
+        signals, states, gates, row = [], [], [], 0
+        for t in range(1, self.window + int(pos[-1]) + 1):
+            state, values, step_gates = self._step(data[:count, t - 1], state)
+            ending = ends_per_step[t - self.window] if t >= self.window else 0
+            if ending:
+                picked = rows[row : row + ending]
+                row += ending
+                signals.append(values[picked])
+                if step_gates is not None:
+                    gates.append(step_gates[picked])
+                if with_state:
+                    states.append([s[picked] for s in state])
+        yield Batch(
+            seq.to(self.device),
+            pos.to(self.device),
+            torch.cat(signals),
+            tuple(torch.cat(parts) for parts in zip(*states)) if with_state else None,
+            torch.cat(gates) if gates else None,
+            data,
+            s0,
+        )
+
+
+def roll_out(model, readout, state, steps, inputs, signal, feedback):
+    """``(B, R * D)`` predictions after each window (token probes: the
+    readout's softmax), each fed back as ``feedback`` says."""
+    predictions = []
+    generator = None
+    for r in range(steps):
+        top = model.readout_input(state)
+        try:
+            y = readout(top)
+        except RuntimeError as e:  # e.g. a readout on another device or dtype than the model
+            raise ValueError(
+                f"readout: failed on a {tuple(top.shape)} {top.dtype} tensor on {top.device} "
+                f"(the model's top-layer state): {e}"
+            ) from e
+        if not isinstance(y, torch.Tensor) or y.shape != (top.shape[0], inputs.size) or not y.is_floating_point():
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            what = f"(B, V)=({top.shape[0]}, {inputs.size}) scores" if inputs.tokens else \
+                f"(B, D)=({top.shape[0]}, {inputs.size})"
+            raise ValueError(f"readout: expected a floating tensor of shape {what}, got {got}")
+        if y.device != top.device:
+            raise ValueError(f"readout: returned a tensor on {y.device}, expected the model's device {top.device}")
+        y = y.to(top.dtype)
+        predictions.append(torch.softmax(y.float(), 1).to(y.dtype) if inputs.tokens else y)
+        if r + 1 == steps:
+            break
+        if feedback == "as_is":
+            fed = y
+        else:
+            if feedback == "argmax":
+                token = y.argmax(1)
+            else:
+                if generator is None:
+                    generator = torch.Generator(y.device).manual_seed(inputs.seed)
+                token = torch.multinomial(torch.softmax(y.float(), 1), 1, generator=generator).squeeze(1)
+            fed = inputs.token_inputs(token)
+        state, _ = model.step(fed, state, signal)
+    return torch.stack(predictions, 1).reshape(top.shape[0], -1)
