@@ -297,7 +297,8 @@ class RnnUnitsPlugin(base_plugin.TBPlugin):
                 f"step {step} of run {run!r}, tag {tag!r} has no {weighting!r} exemplars"
                 + ("" if weighting in (header.get("weightings") or []) else f" (it logged {header.get('weightings')})")
             )
-        sequence, end, signal = (reader.take_unit({n: arrays[n]}, 0)[n][0] for n in names)
+        taken = reader.take_unit(arrays, 0)
+        sequence, end, signal = (taken[n][0] for n in names)
         axes, rows = self._reader.probe_sequences(ctx, experiment, run, tag, datum, [int(n) for n in sequence])
         key = "tokens" if axes[-1] == "time" else "values"
         window = header["window"]

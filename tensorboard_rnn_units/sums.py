@@ -183,14 +183,17 @@ class Sums:
         if "relu" in self.weightings:
             return None
         signal = batch.signal.to(self.dtype)
-        weighed = self._in_sample(batch) < self.sample_keys.numel()
+        weighed = self._in_sample(self._keys(batch)) < self.sample_keys.numel()
         for name in self.weightings:
             weighed |= (self.thresholds[name].weights(signal) > 0).any(1)
         return weighed.nonzero().squeeze(1)
 
-    def _in_sample(self, batch):
+    def _keys(self, batch):
+        """Each window's key, ``sequence * P + position``: its place among the probe's windows."""
+        return batch.sequence * self.positions + batch.position
+
+    def _in_sample(self, keys):
         """Each window's row in the activation sample; the sample's size for windows outside it."""
-        keys = batch.sequence * self.positions + batch.position
         found = torch.searchsorted(self.sample_keys, keys).clamp_max(len(self.sample_keys) - 1)
         return torch.where(self.sample_keys[found] == keys, found, len(self.sample_keys))  # no device sync
 
@@ -209,9 +212,9 @@ class Sums:
         self.signal_sum += signal.sum(0)
         self.signal_sq += (signal.to(self.signal_sq.dtype) ** 2).sum(0)
         self.signal_max = torch.maximum(self.signal_max, signal.amax(0))
-        sample_rows = self._in_sample(batch)
+        keys = self._keys(batch)
+        sample_rows = self._in_sample(keys)
         self.sample.index_copy_(0, sample_rows, signal.to(torch.float32))
-        keys = batch.sequence * self.positions + batch.position
         for exemplars in self.exemplars.values():
             exemplars.add(signal, keys)
         if self.annotations is not None:
