@@ -38,9 +38,6 @@ import support  # noqa: E402  (the real-tensorboard helpers of the tests)
 import tensorboard_rnn_units as rnn_units  # noqa: E402
 
 LAYERS = {"units169": (169, 16.0), "units4096": (4096, 30.0)}  # run: (units, target ms after a step change)
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Records every value data-draw-ms takes, with what the canvas shows then.
 RECORDER = """() => {
     const canvas = document.querySelector("[data-testid=unit-grid]");
@@ -67,9 +64,10 @@ def main():
             print(f"reusing the steps already logged in {logdir}")
         else:
             write(logdir, args.steps)
-        with support.tensorboard(logdir, load_fast=True) as base_url, sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+        with tempfile.TemporaryDirectory(prefix="bench_draw_profile_") as profile, \
+                support.tensorboard(logdir, load_fast=True) as base_url, \
+                support.chromium(profile, poll_ms=None) as browser:
+            page = browser.new_page()
             page.goto(f"{base_url}/#rnn_units")
             frame = page.frame_locator("iframe")
             grid = frame.get_by_test_id("unit-grid")
@@ -85,7 +83,6 @@ def main():
                 if units == 4096:
                     report(f"{units} units, scroll a page", scrolls(plugin, grid, units), target)
                     report(f"{units} units, zoom", zooms(plugin, frame, grid, units), target)
-            browser.close()
     finally:
         if not args.logdir:
             shutil.rmtree(logdir, ignore_errors=True)

@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import pathlib
+import shutil
 import socket
 import struct
 import subprocess
@@ -33,6 +34,31 @@ CLASS_NAMES = ["low", "high"]
 
 # The MNIST test split the team provides beside the project (never committed).
 SHARED_MNIST = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
+
+# Debian's Chromium, driven by Playwright (which cannot download a browser here).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@contextlib.contextmanager
+def chromium(profile, width=1280, height=900, poll_ms=1000):
+    """A headless Chromium context with a fresh profile in ``profile`` (the
+    browser tests' and ``benchmarks/bench_draw.py``'s); with ``poll_ms`` the
+    plugin's tab looks for new steps that often instead of every 15 s."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": width, "height": height},
+        )
+        if poll_ms is not None:  # runs in every frame, the plugin's iframe too
+            context.add_init_script(f"localStorage.setItem('rnn_units.poll_ms', '{poll_ms}')")
+        yield context
+        context.close()
 needs_shared_mnist = pytest.mark.skipif(
     not os.path.exists(os.path.join(SHARED_MNIST, "t10k-images-idx3-ubyte.gz")),
     reason=f"the MNIST test split is not at {SHARED_MNIST}",

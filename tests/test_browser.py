@@ -14,7 +14,6 @@ import math
 import os
 import pathlib
 import re
-import shutil
 import struct
 import urllib.parse
 
@@ -30,11 +29,7 @@ from demo import __main__ as demo_main
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
+CHROMIUM = support.CHROMIUM
 ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
 
 UNITS = 169                           # a 13 x 13 grid
@@ -130,18 +125,8 @@ def base_url(logdir):
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory):
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium_profile")),
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 900},
-        )
-        # Runs in every frame: the plugin's iframe then looks for new steps every second.
-        context.add_init_script("localStorage.setItem('rnn_units.poll_ms', '1000')")
+    with support.chromium(tmp_path_factory.mktemp("chromium_profile")) as context:
         yield context
-        context.close()
 
 
 class Tab:

@@ -21,7 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 import support
 import tensorboard_rnn_units as rnn_units
-from test_browser import CHROMIUM, CHROMIUM_ARGS, Tab
+from test_browser import CHROMIUM, Tab
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -148,13 +148,8 @@ def _steps(url, query):
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory):
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium_profile")), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-            headless=True, viewport={"width": 1280, "height": 900})
-        context.add_init_script("localStorage.setItem('rnn_units.poll_ms', '1000')")
+    with support.chromium(tmp_path_factory.mktemp("chromium_profile")) as context:
         yield context
-        context.close()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import re
 import pytest
 
 import support
-from test_browser import CHROMIUM, CHROMIUM_ARGS, Tab, wait_for_steps
+from test_browser import CHROMIUM, Tab, wait_for_steps
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -53,13 +53,8 @@ def base_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium_profile")), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-            headless=True, viewport={"width": 1280, "height": 900})
-        context.add_init_script("localStorage.setItem('rnn_units.poll_ms', '1000')")
+    with support.chromium(tmp_path_factory.mktemp("chromium_profile")) as context:
         yield context
-        context.close()
 
 
 class ScaleTab(Tab):

@@ -17,7 +17,7 @@ import pytest
 
 import support
 from demo import __main__ as demo_main
-from test_browser import CHROMIUM, CHROMIUM_ARGS, Tab
+from test_browser import CHROMIUM, Tab
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -48,10 +48,7 @@ def served(tmp_path_factory):
 @pytest.fixture
 def tab(served, tmp_path):
     url, _ = served
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1280, "height": 1000})
+    with support.chromium(tmp_path / "profile", height=1000) as context:
         page = context.new_page()
         tab = Tab(page)
         page.goto(f"{url}/#rnn_units")
