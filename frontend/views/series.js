@@ -5,7 +5,7 @@
 // has axes, the channel names and a readout of the values under the
 // pointer; exemplars are snippets of their sequence with the window shaded.
 
-import {el, fmt, sizeCanvas} from "./dom.js";
+import {el, fmt, inCell, sizeCanvas} from "./dom.js";
 import {valueRange} from "../colormaps.js";
 
 // Distinct colours for channels (d3's category10); more channels reuse them.
@@ -117,17 +117,9 @@ export const seriesPainter = {
     const sharedRange = shared ? valueRange([ranges.flatMap((r) => [r.lo, r.hi])], diverging, true) : null;
     const pad = 2;
     ctx.save();
-    cells.forEach(({x, y, frame}, i) => {
-      ctx.fillStyle = "#ffffff";
-      ctx.fillRect(x, y, w, h);
-      ctx.save();
-      ctx.beginPath();
-      ctx.rect(x, y, w, h);
-      ctx.clip();
+    cells.forEach(({x, y, frame}, i) => inCell(ctx, x, y, w, h, () =>
       plotFrame(ctx, frame, shape, {x: x + pad, y: y + pad, w: w - 2 * pad, h: h - 2 * pad},
-        sharedRange ?? ranges[i], {lineWidth: w >= 120 ? 1.5 : 1});
-      ctx.restore();
-    });
+        sharedRange ?? ranges[i], {lineWidth: w >= 120 ? 1.5 : 1})));
     ctx.restore();
     return sharedRange;
   },

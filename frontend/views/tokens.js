@@ -7,7 +7,7 @@
 // never as HTML; control characters are shown as symbols (⏎ ⇥).
 
 import {joinTokens, mostLikely} from "../model.js";
-import {sizeCanvas} from "./dom.js";
+import {inCell, sizeCanvas} from "./dom.js";
 
 export const MONO = "\"DejaVu Sans Mono\", Menlo, Consolas, \"Roboto Mono\", monospace";
 const SANS = "Roboto, \"Helvetica Neue\", Arial, sans-serif";
@@ -103,22 +103,15 @@ export const tokensPainter = {
     ctx.save();
     ctx.font = `${Math.max(8, Math.floor(lineH / LINE))}px ${MONO}`;
     ctx.textBaseline = "middle";
-    cells.forEach(({x, y}, i) => {
+    cells.forEach(({x, y}, i) => inCell(ctx, x, y, w, h, () => {
       const span = diverging ? (shared ? sharedSpan : spans[i]) : 1;
-      ctx.fillStyle = "#ffffff";
-      ctx.fillRect(x, y, w, h);
-      ctx.save();
-      ctx.beginPath();
-      ctx.rect(x, y, w, h);
-      ctx.clip();
       drawLine(ctx, lines[i].window, {x: x + PAD, y: y + PAD, w: w - 2 * PAD, h: lineH},
         {span, diverging, end: true, highlight: [245, 124, 0]});
       if (lines[i].rollout.length) {
         drawLine(ctx, lines[i].rollout, {x: x + PAD, y: y + PAD + lineH, w: w - 2 * PAD, h: lineH},
           {span, diverging, prefix: "→", highlight: [25, 118, 210], ink: [13, 71, 161]});
       }
-      ctx.restore();
-    });
+    }));
     ctx.restore();
     return null;
   },
