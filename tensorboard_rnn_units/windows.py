@@ -79,9 +79,10 @@ class Batch:
 class WindowWalker:
     """Runs the model over the probe's windows in batches.
 
-    The probe is cut into groups of whole sequences (``batch_size // P``
-    at a time, a loader's batches further cut); under ``torch.distributed``
-    each rank takes every ``world``-th group, so no sequence is run twice.
+    The probe is cut into groups of whole sequences holding about
+    ``batch_size`` windows (a loader's batches further cut); under
+    ``torch.distributed`` each rank takes every ``world``-th group, so no
+    sequence is run twice.
     Which windows end at which step is worked out on the CPU from the
     probe's index tensors, so the device never waits on the host.
     """
@@ -108,12 +109,12 @@ class WindowWalker:
         A group holds about ``batch_size`` windows: whole sequences, as many as
         that takes (a sampled probe's sequences hold few windows each)."""
         rank, world = self.shard
-        for index, (data, s0, count, seq, pos) in enumerate(self._all_groups()):
+        for index, group in enumerate(self._all_groups()):
             if index % world == rank:
-                yield data[:count], s0, seq, pos
+                yield group
 
     def _all_groups(self):
-        """Every group, each ``(data from its first sequence, s0, sequence count, sequence, position)``."""
+        """Every group, each ``(data, s0, sequence, position)``."""
         positions, probe = self.probe.positions, self.probe
         if probe.window_sequence is None:  # a loader's batches, every window of each
             per_group = max(1, self.batch_size // positions)
@@ -121,7 +122,7 @@ class WindowWalker:
                 for g0 in range(0, data.shape[0], per_group):
                     count = min(per_group, data.shape[0] - g0)
                     seq = torch.arange(s0 + g0, s0 + g0 + count).repeat_interleave(positions)
-                    yield data[g0:], s0 + g0, count, seq, torch.arange(positions).repeat(count)
+                    yield data[g0 : g0 + count], s0 + g0, seq, torch.arange(positions).repeat(count)
             return
         # Group of each sequence: how many batches of windows come before it.
         windows_before = torch.bincount(probe.window_sequence, minlength=probe.num_sequences).cumsum(0)
@@ -131,7 +132,7 @@ class WindowWalker:
         stops = starts.tolist()[1:] + [probe.num_sequences]
         for g0, g1, a, b in zip(starts.tolist(), stops, bounds, bounds[1:]):
             if a < b:
-                yield self.inputs.data[g0:], g0, g1 - g0, probe.window_sequence[a:b], probe.window_position[a:b]
+                yield self.inputs.data[g0:g1], g0, probe.window_sequence[a:b], probe.window_position[a:b]
 
     def _blocks(self):
         """``(data on the device, index of its first sequence)`` of each of a loader's batches."""
@@ -214,7 +215,8 @@ def roll_out(model, readout, state, steps, inputs, signal, feedback):
         if y.device != top.device:
             raise ValueError(f"readout: returned a tensor on {y.device}, expected the model's device {top.device}")
         y = y.to(top.dtype)
-        predictions.append(torch.softmax(y.float(), 1).to(y.dtype) if inputs.tokens else y)
+        probabilities = torch.softmax(y.float(), 1) if inputs.tokens or feedback == "sample" else None
+        predictions.append(probabilities.to(y.dtype) if inputs.tokens else y)
         if r + 1 == steps:
             break
         if feedback == "as_is":
@@ -225,7 +227,7 @@ def roll_out(model, readout, state, steps, inputs, signal, feedback):
             else:
                 if generator is None:
                     generator = torch.Generator(y.device).manual_seed(inputs.seed)
-                token = torch.multinomial(torch.softmax(y.float(), 1), 1, generator=generator).squeeze(1)
+                token = torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
             fed = inputs.token_inputs(token)
         state, _ = model.step(fed, state, signal)
     return torch.stack(predictions, 1).reshape(top.shape[0], -1)
