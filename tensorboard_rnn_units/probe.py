@@ -111,7 +111,7 @@ class Probe:
             self.loader = sequences
             (n, t, d), labels, self._batches, stream_digest = self._scan()
         else:
-            x = self._convert(_as_tensor("sequences", sequences), "sequences")
+            x = self._convert(sequences, "sequences")
             if self.vocab is not None:
                 self.tokens = x
             else:
@@ -199,7 +199,7 @@ class Probe:
         than it did when the probe was made (e.g. ``shuffle=True``) is an error."""
         batches = iter(self.loader)
         for i, expected in enumerate(self._batches):
-            x = self._convert(_as_tensor("sequences", _sequences_of(next(batches, None), i)), f"loader batch {i}")
+            x = self._convert(_sequences_of(next(batches, None), i), f"loader batch {i}")
             if _checksum(x) != expected:
                 raise ValueError(
                     f"probe: its loader yielded other data in batch {i} than when the Probe was made; a loader "
@@ -218,7 +218,7 @@ class Probe:
         shape, labels, checksums = None, [], []
         digest = hashlib.sha256()
         for i, batch in enumerate(self.loader):
-            x = self._convert(_as_tensor("sequences", _sequences_of(batch, i)), f"loader batch {i}")
+            x = self._convert(_sequences_of(batch, i), f"loader batch {i}")
             if isinstance(batch, (tuple, list)) and len(batch) == 2:
                 labels.append(_as_tensor(f"labels of loader batch {i}", batch[1]).reshape(-1))
             d = len(self.vocab) if self.vocab is not None else x.shape[2]
@@ -235,9 +235,11 @@ class Probe:
             raise ValueError("labels: some loader batches are (sequences, labels) pairs and some are not")
         return shape, (torch.cat(labels) if labels else None), checksums, digest.digest()
 
-    def _convert(self, x, what):
-        """``x`` as this probe's kind of data (tokens or float sequences), checked."""
+    def _convert(self, value, what):
+        """``value`` (the sequences, or a loader's batch: ``what``) as this probe's
+        kind of data (tokens or float sequences), checked; errors name ``what``."""
         try:
+            x = _as_tensor("sequences", value)
             return _as_tokens(x, len(self.vocab)) if self.vocab is not None else _as_sequences(x)
         except ValueError as e:
             raise ValueError(str(e).replace("sequences:", f"{what}:", 1)) from None
