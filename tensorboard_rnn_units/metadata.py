@@ -312,6 +312,26 @@ def probe_spec(array, axes, file):
     return {"file": file, "dtype": array.dtype.name, "shape": list(array.shape), "axes": list(axes)}
 
 
+def encode_probe(array):
+    """The bytes of a probe file: ``array``, little-endian, C order."""
+    data, _ = pack_arrays({PROBE_ARRAY: array})
+    return data
+
+
+def probe_row_range(spec, n):
+    """``(offset, nbytes)`` of probe sequence ``n`` in the probe file ``spec`` (the header's ``probe``) names."""
+    nbytes = _nbytes(spec["dtype"], spec["shape"][1:])
+    return n * nbytes, nbytes
+
+
+def decode_probe_row(spec, data):
+    """Probe sequence ``(time[, input])`` from exactly its bytes in the probe file."""
+    shape = spec["shape"][1:]
+    if len(data) != _nbytes(spec["dtype"], shape):
+        raise ValueError(f"a probe sequence has {len(data)} bytes, expected {_nbytes(spec['dtype'], shape)}")
+    return _view(data, spec["dtype"], shape, 0)
+
+
 # Axes of the version-1 arrays, which did not declare them.
 V1_AXES = {
     "mean_window": ["window", "input"],

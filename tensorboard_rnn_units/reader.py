@@ -185,18 +185,15 @@ class StepReader:
             _, arrays = self.read(ctx, experiment, run, tag, datum, 0, step.header["units"], [metadata.PROBE_ARRAY])
             data = arrays[metadata.PROBE_ARRAY][0]
             return axes, [np.array(data[n]) for n in sequences]
-        row = np.dtype(spec["dtype"]).itemsize * int(np.prod(shape[1:]))
         path = os.path.join(self._logdir or "", run, *metadata.PLUGIN_DIR, spec["file"])
         try:
-            parts = _read_ranges(path, [(n * row, row) for n in sequences])
+            parts = _read_ranges(path, [metadata.probe_row_range(spec, n) for n in sequences])
         except (OSError, tf.errors.NotFoundError):
             raise errors.NotFoundError(
                 f"step {datum.step} of run {run!r}, tag {tag!r}: its probe file {path} is missing or unreadable"
             ) from None
-        if any(len(part) != row for part in parts):
-            raise errors.NotFoundError(f"step {datum.step} of run {run!r}, tag {tag!r}: its probe file {path} is short")
-        dtype = np.dtype(spec["dtype"]).newbyteorder("<")
-        return axes, [np.frombuffer(part, dtype).reshape(shape[1:]) for part in parts]
+        with _readable(run, tag, datum):  # a short file
+            return axes, [metadata.decode_probe_row(spec, part) for part in parts]
 
     def _read_inline(self, ctx, datum, layout, start, stop, whole, records, names):
         if len(datum.values) != 2 + layout.num_chunks:

@@ -238,7 +238,7 @@ def _write_probe(folder, features):
         # Written unless a whole copy is there (one cut short by a crash is rewritten).
         if not tf.io.gfile.exists(path) or tf.io.gfile.stat(path).length != array.nbytes:
             with tf.io.gfile.GFile(path, "wb") as f:
-                f.write(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes())
+                f.write(metadata.encode_probe(array))
         _probes_written.add(path)
     return metadata.probe_spec(array, axes, name)
 

@@ -258,3 +258,17 @@ def test_exemplars_route_errors_name_what_is_wrong(tmp_path, logdir):
     old = support.python_loader_client(logdir.path)
     response = old.get(f"{ROUTES}/exemplars?run=v1&tag={support.TAG}&step=0&unit=0")
     assert response.status_code == 404 and "exemplars" in response.get_data(as_text=True)
+
+
+def test_a_missing_or_short_probe_file_is_a_404_naming_the_step(tmp_path):
+    _log_tokens(tmp_path / "run", inline=False)
+    [probe_file] = (tmp_path / "run" / "plugins" / "rnn_units").glob("probe-*.rnnu")
+    probe_file.write_bytes(probe_file.read_bytes()[:8])  # shorter than any one sequence
+    client = support.python_loader_client(tmp_path)
+    query = f"{ROUTES}/exemplars?run=run&tag=u&step=3&unit=0"
+    response = client.get(query)
+    assert response.status_code == 404
+    assert "step 3 of run 'run', tag 'u' is unreadable: a probe sequence has" in response.get_data(as_text=True)
+    probe_file.unlink()
+    response = support.python_loader_client(tmp_path).get(query)
+    assert response.status_code == 404 and "its probe file" in response.get_data(as_text=True)
