@@ -6,7 +6,8 @@
 // Token text is set as DOM text, never HTML.
 
 import {el, fmt, sizeCanvas} from "./dom.js";
-import {SEQUENTIAL} from "../colormaps.js";
+import {SEQUENTIAL, valueRange} from "../colormaps.js";
+import {paintAtlas} from "./framegrid.js";
 import {drawSnippet} from "./series.js";
 import {tokenOf, visibleToken} from "./tokens.js";
 
@@ -86,24 +87,11 @@ function drawRows(canvas, values, D, start, end) {
   const side = 6;  // the bracket left of the rows
   const width = side + D * px;
   const height = T * px;
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const v of values) {
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  const image = new ImageData(D, T);
-  for (let k = 0; k < values.length; k++) {
-    const c = 4 * (hi > lo ? Math.round((255 * (values[k] - lo)) / (hi - lo)) : 128);
-    image.data.set([SEQUENTIAL[c], SEQUENTIAL[c + 1], SEQUENTIAL[c + 2], 255], 4 * k);
-  }
-  const tile = document.createElement("canvas");
-  tile.width = D;
-  tile.height = T;
-  tile.getContext("2d").putImageData(image, 0, 0);
+  const {canvas: tile} = paintAtlas([{window: values, rollout: null}], [valueRange([values], false)],
+    {L: T, R: 0, D}, SEQUENTIAL);
   const ctx = sizeCanvas(canvas, width, height);
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(tile, side, 0, D * px, T * px);
+  ctx.drawImage(tile, 0, 0, D, T, side, 0, D * px, T * px);  // the atlas is reused: its top-left D x T
   // Darken the rows outside the window (a spotlight on it), outline the window and bracket it.
   ctx.fillStyle = "rgba(0, 0, 0, 0.45)";
   ctx.fillRect(side, 0, D * px, start * px);
