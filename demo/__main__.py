@@ -44,12 +44,13 @@ TAG = "rnn/units"
 # MNIST the note's L = R = 10. Logging costs about 0.1 s (digits) and 0.7 s
 # (MNIST, 2000 probe images) per step on 2 CPU cores. Text: 10 characters
 # each way, TEXT_PROBE_WINDOWS windows sampled from 300 sequences of 100
-# characters: about 0.4 s per step.
+# characters: about 0.4 s per step. Logging runs in the background
+# (--background) on one thread while training runs on another (--threads).
 DATA_DEFAULTS = {
-    "digits": dict(window=4, rollout=4, steps=2000, log_every=100, probe_size=None,
-                   hidden=169, batch_size=64, lr=3e-3),
+    "digits": dict(window=4, rollout=4, steps=2000, log_every=100, probe_size=600,
+                   hidden=169, batch_size=64, lr=3e-3, threads=1),
     "mnist": dict(window=10, rollout=10, steps=3000, log_every=250, probe_size=2000,
-                  hidden=169, batch_size=64, lr=3e-3),
+                  hidden=169, batch_size=64, lr=3e-3, threads=1),
     "text": dict(window=10, rollout=10, steps=1500, log_every=75, probe_size=300,
                  hidden=128, batch_size=32, lr=5e-3, threads=1),
 }
@@ -97,7 +98,7 @@ def parse_args(argv=None):
         "mnist 10, text 10)")
     add("--probe-size", type=_positive, metavar="N",
         help="images (text: sequences) in the probe the units are measured on (default: "
-        "digits all 1797, mnist 2000, text 300)")
+        "digits 600 of 1797, mnist 2000, text 300)")
     add("--weighting", nargs="+", choices=metadata.WEIGHTINGS, default=list(metadata.WEIGHTINGS),
         help="weightings to log, the first shown by default (default: "
         f"{' '.join(metadata.WEIGHTINGS)})")
@@ -110,9 +111,12 @@ def parse_args(argv=None):
         default="cuda" if torch.cuda.is_available() else "cpu",
         help="where to train (default: cuda when available)")
     add("--threads", type=_positive, metavar="N",
-        help="CPU threads of torch while training and logging (default: torch's; text 1: its "
-        "small LSTM is as fast on one thread as on two idle cores, and many times faster "
-        "when another process keeps a core busy)")
+        help="CPU threads of torch while training and logging (default: 1: these small models "
+        "train about as fast on one thread as on two idle cores, many times faster when another "
+        "process keeps a core busy, and the background logging gets a core of its own)")
+    add("--background", action=argparse.BooleanOptionalAction, default=True,
+        help="log the units in a background thread, on a copy of the model, while training goes "
+        "on (default: on; --no-background logs in the training loop)")
     add("--serve", action="store_true", help="after training, serve TensorBoard on 127.0.0.1")
     add("--port", type=_positive, default=6006, help="port for --serve (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -222,14 +226,16 @@ def train(model, dataset, probe, writer, args):
         if step in log_at:
             progress.set_postfix(loss=f"{loss.item():.4f}")
             features = log_units(writer, model, probe, args, step)
-    return features
+    return features.result() if args.background else features
 
 
 def log_units(writer, model, probe, args, step):
-    """Logs the units at ``step`` with the project's API; returns the features."""
+    """Logs the units at ``step`` with the project's API; returns the features
+    (with ``--background``, a ``Future`` of them)."""
     return rnn_units.add_rnn_units(
         writer, TAG, model.rnn, probe, readout=model.readout, rollout=args.rollout,
         weighting=tuple(args.weighting), layer=args.layer, global_step=step,
+        background=args.background,
     )
 
 

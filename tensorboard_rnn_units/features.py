@@ -32,7 +32,7 @@ import warnings
 import torch
 from torch import nn
 
-from tensorboard_rnn_units import metadata
+from tensorboard_rnn_units import metadata, worker
 from tensorboard_rnn_units.cells import as_step_model
 from tensorboard_rnn_units.probe import Probe
 from tensorboard_rnn_units.results import UnitFeatures, WeightedFeatures
@@ -266,15 +266,16 @@ def _readout_objects(readout):
 
 @contextlib.contextmanager
 def _measuring(device, *objects):
-    """No grad, no autocast, forked RNG, eval mode for every ``nn.Module``
+    """No grad, no autocast, forked RNG (not in ``add_rnn_units``' background
+    worker: see ``worker.state``), eval mode for every ``nn.Module``
     among ``objects``; modes restored after."""
     modes = [(m, m.training) for o in objects if isinstance(o, nn.Module) for m in o.modules()]
+    rng = contextlib.nullcontext() if getattr(worker.state, "active", False) else \
+        torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
     try:
         for m, _ in modes:
             m.training = False
-        with torch.no_grad(), torch.autocast(device.type, enabled=False), torch.random.fork_rng(
-            devices=[device] if device.type == "cuda" else []
-        ):
+        with torch.no_grad(), torch.autocast(device.type, enabled=False), rng:
             yield
     finally:
         for m, mode in modes:

@@ -10,6 +10,7 @@ your own and small layers.
 
 import os
 import secrets
+import time
 import warnings
 import weakref
 from typing import NamedTuple
@@ -20,7 +21,7 @@ from tensorboard.compat import tf
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
 from tensorboard_rnn_units import analysis
-from tensorboard_rnn_units import metadata
+from tensorboard_rnn_units import metadata, worker
 from tensorboard_rnn_units.features import UnitFeatures, compute_unit_features
 from tensorboard_rnn_units.windows import process_shard
 from tensorboard_rnn_units.validation import check_int
@@ -137,7 +138,9 @@ def add_unit_features(writer, tag, features, *, global_step, walltime=None):
         layout (sizes, signal, probe, ...) other than the one this writer
         logged under ``tag`` before.
     """
-    _write(writer, _file_writer(writer), tag, features, global_step, walltime)
+    file_writer = _file_writer(writer)
+    worker.settle(writer)  # earlier background steps first, in order
+    _write(writer, file_writer, tag, features, global_step, walltime)
 
 
 def _write(writer, file_writer, tag, features, global_step, walltime):
@@ -175,6 +178,7 @@ def add_rnn_units(
     model=None,
     weighting=("top", "relu"),
     walltime=None,
+    background=False,
     **options,
 ):
     """Computes the units' features on ``probe`` and writes them under ``tag``.
@@ -190,22 +194,58 @@ def add_rnn_units(
     too (``layer``, ``signal``, ``top_fraction``, ``context``,
     ``batch_size``); see ``add_unit_features`` for the rest.
 
+    ``background=True`` returns at once and measures in a worker thread,
+    on a copy of ``rnn``, ``readout``, ``model`` and the probe's ``embed``
+    as they are at the call (``readout`` and ``embed`` must then be modules
+    or methods of one, not functions that would read the live model), so
+    training goes on meanwhile: on a CPU, give torch fewer threads than
+    cores (``torch.set_num_threads``) to leave the worker one. Steps are
+    written in call order, at most two per writer pending (a third call
+    waits); the writer's ``flush()`` and ``close()`` wait for them. A
+    step's error is raised by its ``Future`` and by the next call,
+    ``flush()`` or ``close()`` on the writer. Not under
+    ``torch.distributed``, whose collectives must follow training's order.
+
     Returns:
-      the ``UnitFeatures`` written.
+      the ``UnitFeatures`` written; with ``background=True``, a
+      ``concurrent.futures.Future`` of them.
     """
     file_writer = _file_writer(writer)
-    features = compute_unit_features(
+    measure = lambda rnn, readout, model, probe: compute_unit_features(
         rnn, probe, readout=readout, rollout=rollout, model=model, weighting=weighting, **options
     )
-    _write(writer, file_writer, tag, features, global_step, walltime)
-    return features
+    if not background:
+        worker.settle(writer)  # earlier background steps first, in order
+        features = measure(rnn, readout, model, probe)
+        _write(writer, file_writer, tag, features, global_step, walltime)
+        return features
+    global_step = check_int("global_step", global_step, 0, 2**63 - 1)
+    _check_tag(tag)
+    if process_shard()[1] > 1:
+        raise ValueError(
+            "background: not under torch.distributed, where every rank's collectives must run in "
+            "training's order; log with background=False"
+        )
+    walltime = time.time() if walltime is None else walltime  # the call's time, not the worker's
+    copies = worker.snapshot(rnn, readout, model, probe)
+
+    def job():
+        features = measure(*copies)
+        _write(writer, file_writer, tag, features, global_step, walltime)
+        return features
+
+    return worker.submit(writer, tag, global_step, job)
 
 
 def _check(tag, features):
-    if not isinstance(tag, str) or not tag:
-        raise ValueError(f"tag: expected a non-empty string, got {tag!r}")
+    _check_tag(tag)
     if not isinstance(features, UnitFeatures):
         raise TypeError(f"features: expected UnitFeatures from compute_unit_features, got {type(features).__name__}")
+
+
+def _check_tag(tag):
+    if not isinstance(tag, str) or not tag:
+        raise ValueError(f"tag: expected a non-empty string, got {tag!r}")
 
 
 _warned_names = set()  # (what, name) already warned about: once per name per process

@@ -2,7 +2,7 @@
 ``python distributed_worker.py RANK WORLD INIT_FILE OUT_DIR``.
 
 Every rank builds the same model and probe, computes the features under a
-gloo process group and logs them; it saves what it got and how many
+gloo process group and logs them (and is refused background logging); it saves what it got and how many
 sequence-steps its model ran, so the test can compare with one process.
 """
 
@@ -56,7 +56,12 @@ def main(rank, world, init_file, out_dir):
         )
         with SummaryWriter(os.path.join(out_dir, f"rank{rank}")) as writer:
             rnn_units.add_rnn_units(writer, "u", rnn, probe, global_step=0, readout=head, rollout=3)
-        arrays = {"rows": np.array(counting.rows), "signal_mean": features.signal_mean.numpy(),
+            try:  # a background step's collectives would interleave with training's
+                rnn_units.add_rnn_units(writer, "u", rnn, probe, global_step=1, readout=head, background=True)
+                refused = ""
+            except ValueError as e:
+                refused = str(e)
+        arrays = {"rows": np.array(counting.rows), "refused": np.array(refused), "signal_mean": features.signal_mean.numpy(),
                   "mean_rollout": features.mean_rollout.numpy(), "sample": features.activation_sample.numpy()}
         for name in features.weightings:
             w = features[name]

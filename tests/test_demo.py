@@ -154,7 +154,8 @@ def test_per_data_set_defaults():
     assert (digits.window, digits.rollout, digits.hidden) == (4, 4, 169)
     assert (mnist.window, mnist.rollout) == (5, 10)
     assert (text.window, text.rollout, text.hidden, text.batch_size) == (10, 10, 64, 32)
-    assert (digits.threads, text.threads) == (None, 1)
+    assert (digits.threads, text.threads, digits.background) == (1, 1, True)  # training on one core, logging on another
+    assert demo_main.parse_args(["--no-background"]).background is False
     assert demo_main.logged_steps(digits) == list(range(0, 2001, 100))
     assert len(demo_main.logged_steps(text)) >= 20
 
