@@ -67,7 +67,9 @@ name                            axes                         meaning
                                                              activation sample with the
                                                              header's ``previous_step``'s
 ``sample_gram``                 sample, other_sample         centred Gram matrix of the
-                                                             activation sample, unit norm (CKA)
+                                                             activation sample, unit norm (CKA;
+                                                             when units > sample, else computed
+                                                             from the sample by readers)
 ``{w}/units_per_class``         class                        units whose largest mean weight is
                                                              on that class (with labels)
 ``class_counts``                class                        windows per class (with labels)

@@ -64,7 +64,9 @@ def step_arrays(features):
     arrays["signal_max"] = (f32(features.signal_max), ["unit"])
     sample = f16(features.activation_sample)
     arrays["activation_sample"] = (sample, ["unit", "sample"], False)
-    arrays["sample_gram"] = (analysis.gram(sample).astype(np.float16), ["sample", "other_sample"])
+    if features.units > sample.shape[1]:  # else reading the sample is cheaper, and numpy's BLAS threads
+        # would spin a core for about 0.1 s after the product, slowing the training beside them
+        arrays["sample_gram"] = (analysis.gram(sample).astype(np.float16), ["sample", "other_sample"])
     if features.class_counts is not None:
         arrays["class_counts"] = (f32(features.class_counts), ["class"])
     if features.annotation_correlation:

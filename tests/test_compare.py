@@ -233,3 +233,24 @@ def test_drift_of_sampled_steps_is_the_change_from_the_previous_logged_step(tmp_
     for row, step in zip(arrays["change"], steps[1:]):
         expected = analysis.change(samples[step - 1].astype(np.float32), samples[step].astype(np.float32))
         np.testing.assert_allclose(row, expected, atol=2e-3)
+
+
+def test_cka_is_the_same_whether_the_writer_logged_the_gram_or_not(tmp_path):
+    """A layer wider than the activation sample logs its smaller Gram matrix; a
+    narrower one does not (readers compute it from the sample): CKA agrees."""
+    sequences = torch.rand(6, 5, 3, generator=torch.Generator().manual_seed(4))
+    probe = rnn_units.Probe(sequences, window=2)  # 24 windows: a sample of 24
+    samples = {}
+    for units in (8, 40):
+        with torch.random.fork_rng():
+            torch.manual_seed(units)
+            rnns = [torch.nn.RNN(3, units, batch_first=True) for _ in range(2)]
+        with SummaryWriter(tmp_path / f"u{units}") as writer:
+            samples[units] = [rnn_units.add_rnn_units(writer, support.TAG, rnn, probe, global_step=step)
+                              .activation_sample.numpy() for step, rnn in enumerate(rnns)]
+        logged = support.read_logged_steps(tmp_path / f"u{units}", support.TAG)
+        assert ("sample_gram" in logged[0][1]) == (units > 24)
+    client = support.python_loader_client(tmp_path)
+    for units, (a, b) in samples.items():
+        _, arrays = support.unpack_wire(get(client, f"/similarity?run=u{units}&tag={support.TAG}").get_data())
+        assert arrays["cka"][0, 1] == pytest.approx(analysis.linear_cka(a, b), abs=2e-3)  # float16 sample/gram
