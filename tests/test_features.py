@@ -170,6 +170,29 @@ def test_thresholds_from_streamed_candidates_match_torch_quantile():
             torch.testing.assert_close(threshold.value, torch.quantile(values, q, dim=0))
 
 
+def test_largest_from_a_sampled_threshold_equals_a_plain_topk():
+    """Whole-probe candidates are cut to the values above a threshold found on a
+    sample of them first: the same k largest (and their keys), ties and a unit
+    whose sample misses the threshold included."""
+    from tensorboard_rnn_units.sums import Largest
+
+    n, k = 40_000, 800
+    values = torch.randn(n, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    values[:, 1] = values[:, 1].round()  # few distinct values: ties at the k-th
+    values[:, 2] = torch.where(torch.arange(n) % 50 == 0, 10.0, -1.0)  # the top 800 are all ties at 10
+    values[::16, 3] = -5.0  # units whose sample says little about the rest
+    values[1::2, 4] = torch.arange(n // 2, dtype=torch.float64)
+    keys = torch.arange(n)
+    for sign in (1.0, -1.0):
+        largest = Largest(k, 5, sign, "cpu", torch.float64, keyed=True)
+        largest.add(values, keys)
+        expected = (sign * values).T.topk(k, dim=1)
+        torch.testing.assert_close(largest.values, expected.values, rtol=0, atol=0)
+        picked = (sign * values).T.gather(1, largest.keys)  # each key holds the value kept for it
+        torch.testing.assert_close(picked, largest.values, rtol=0, atol=0)
+        assert all(len(set(row)) == k for row in largest.keys.tolist())
+
+
 def test_leaves_model_mode_parameters_grads_and_rng_untouched():
     module = _model("lstm", num_layers=2, dropout=0.5)
     head = _readout()
