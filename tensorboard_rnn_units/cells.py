@@ -127,6 +127,11 @@ class TorchRecurrent:
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         return [tuple(getattr(self.module, f"{name}{s}", None) for name in names) for s in self.suffixes]
 
+    @functools.cached_property
+    def biases(self):
+        """Per layer ``b_ih + b_hh`` (``None`` without biases), for RNN and LSTM steps; read with ``weights``."""
+        return [None if b_ih is None else b_ih + b_hh for _, _, b_ih, b_hh in self.weights]
+
     def initial_state(self, batch_size):
         w = next(self.module.parameters())  # not self.weights, which must wait for the first step
         count = self.num_layers * (2 if self.kind == "lstm" else 1)
@@ -136,12 +141,13 @@ class TorchRecurrent:
         hs, cs = list(state[: self.num_layers]), list(state[self.num_layers :])
         inp, out, shown_gates = x, None, None
         for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.weights):
-            gi, gh = F.linear(inp, w_ih, b_ih), F.linear(hs[k], w_hh, b_hh)
+            if self.kind != "gru":  # x W_ih' + (b_ih + b_hh) + h W_hh': the sum inside one matrix product
+                pre = torch.addmm(F.linear(inp, w_ih, self.biases[k]), hs[k], w_hh.T)
             if self.kind == "rnn":
-                pre = gi + gh
                 hs[k] = self.nonlinearity(pre)
                 values = pre if signal == "preactivation" else hs[k]
             elif self.kind == "gru":
+                gi, gh = F.linear(inp, w_ih, b_ih), F.linear(hs[k], w_hh, b_hh)
                 i_r, i_z, i_n = gi.chunk(3, 1)
                 h_r, h_z, h_n = gh.chunk(3, 1)
                 r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
@@ -149,7 +155,7 @@ class TorchRecurrent:
                 hs[k] = n + z * (hs[k] - n)
                 values, layer_gates = hs[k], (r, z)
             else:
-                i, f, g, o = (gi + gh).chunk(4, 1)
+                i, f, g, o = pre.chunk(4, 1)
                 i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
                 cs[k] = f * cs[k] + i * torch.tanh(g)
                 hs[k] = o * torch.tanh(cs[k])

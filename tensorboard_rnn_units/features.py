@@ -198,12 +198,12 @@ def compute_unit_features(
             for name in quantiles:
                 sums.thresholds[name] = sums.threshold(name, top_fraction)
         for batch in batches:
-            predictions, rows = None, sums.weighed_rows(batch)
+            predictions, (weights, rows) = None, sums.weigh(batch)
             if rollout > 0:
                 if rows is None or rows.numel():
                     state = batch.state if rows is None else tuple(s[rows] for s in batch.state)
                     predictions = roll_out(stepper, readout, state, rollout, inputs, signal, feedback)
-            sums.add(batch, walker.windows(batch), predictions, rows)
+            sums.add(batch, walker.windows(batch), predictions, weights, rows)
         return sums.result(probe, signal, stepper, context, top_fraction)
 
 

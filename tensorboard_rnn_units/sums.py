@@ -217,17 +217,19 @@ class Sums:
             raise not_finite("rnn")
         return Threshold.from_largest(largest.values, self.num_windows, fraction, sign)
 
-    def weighed_rows(self, batch):
-        """Which of a batch's windows some unit weighs, the only ones to roll out
+    def weigh(self, batch):
+        """``(weights, rows)``: each weighting's ``(B, H)`` weights of a batch's
+        windows, and which windows some unit weighs, the only ones to roll out
         and sum: all (``None``) with ``"relu"``; otherwise only those a unit
         weighs, plus the activation sample's (for the mean rollout), as an index tensor."""
-        if "relu" in self.weightings:
-            return None
         signal = batch.signal.to(self.dtype)
+        weights = {name: self.thresholds[name].weights(signal) for name in self.weightings}
+        if "relu" in self.weightings:
+            return weights, None
         weighed = self._in_sample(self._keys(batch)) < self.sample_keys.numel()
-        for name in self.weightings:
-            weighed |= (self.thresholds[name].weights(signal) > 0).any(1)
-        return weighed.nonzero().squeeze(1)
+        for w in weights.values():
+            weighed |= (w > 0).any(1)
+        return weights, weighed.nonzero().squeeze(1)
 
     def _keys(self, batch):
         """Each window's key, ``sequence * P + position``: its place among the probe's windows."""
@@ -238,9 +240,9 @@ class Sums:
         found = torch.searchsorted(self.sample_keys, keys).clamp_max(len(self.sample_keys) - 1)
         return torch.where(self.sample_keys[found] == keys, found, len(self.sample_keys))  # no device sync
 
-    def add(self, batch, windows, predictions, rows=None):
-        """Adds a batch; ``rows`` (``None``: all) are the windows some unit weighs
-        (``weighed_rows``) and ``predictions`` their rollouts."""
+    def add(self, batch, windows, predictions, weights, rows=None):
+        """Adds a batch with its ``weights`` and ``rows`` (``None``: all), the
+        windows some unit weighs (``weigh``); ``predictions`` are their rollouts."""
         signal = batch.signal.to(self.dtype)
         self.count += signal.shape[0]
         self.finite &= torch.isfinite(signal).all()
@@ -281,11 +283,11 @@ class Sums:
         classes = None if self.labels is None else self.labels[batch.sequence]
         position = batch.position
         if rows is not None:  # the other windows weigh 0 for every unit
-            signal, windows, position = signal[rows], windows[rows], position[rows]
+            windows, position = windows[rows], position[rows]
             classes = None if classes is None else classes[rows]
         for name in self.weightings:
             sums = self.by_weighting[name]
-            w = self.thresholds[name].weights(signal)
+            w = weights[name] if rows is None else weights[name][rows]
             if self.tokens:
                 for column in windows.T:  # one index_add per window position, not a one-hot product
                     sums["average"].index_add_(0, column, w.to(sums["average"].dtype))
