@@ -115,15 +115,17 @@ def _above_sampled_threshold(signal, k):
     """Each unit's signals of ``signal`` ``(n, H)`` at or above a threshold
     that at least ``k`` of them reach, as ``(H, m)`` values (padded with
     -inf) and their rows: a superset of each unit's ``k`` largest, ``m``
-    about 1.5 k. The threshold is a high value of a fixed sample of the
-    rows. ``None`` (every row a candidate) when ``k`` is under 64 or ``n``
-    under ``8 k`` (a plain ``topk`` is as fast), or when some unit's
-    threshold leaves fewer than ``k`` (or a value is NaN)."""
+    about 2 k. The threshold is a high value of a fixed sample of the
+    rows, ``max(64, 2 k / SAMPLE_EVERY)`` values down it (the count above it
+    then falls short of ``k`` for under one unit in 10^4). ``None`` (every
+    row a candidate) when ``k`` is under 64 or ``n`` under ``8 k`` (a plain
+    ``topk`` is as fast), or when some unit's threshold leaves fewer than
+    ``k`` (or a value is NaN)."""
     n, units = signal.shape
     if k < 64 or n < 8 * k:
         return None
     sample = torch.randperm(n, generator=torch.Generator().manual_seed(0))[: n // SAMPLE_EVERY].sort().values
-    rank = min(sample.numel(), -(-3 * k // (2 * SAMPLE_EVERY)) + 2)  # expect about 1.5 k at or above it
+    rank = min(sample.numel(), max(64, -(-2 * k // SAMPLE_EVERY)))  # 2 k or more at or above it
     threshold = signal[sample.to(signal.device)].T.topk(rank, dim=1).values[:, -1]
     row, unit = (signal >= threshold).nonzero(as_tuple=True)  # by row
     counts = torch.bincount(unit, minlength=units)
