@@ -92,20 +92,38 @@ class Largest:
         self._merge(merged[0], merged[1] if self.keys is not None else None)
 
     def _merge(self, values, keys):
-        """Keeps the ``k`` largest of the kept and ``values`` ``(H, n)`` (with their ``keys``)."""
+        """Keeps the ``k`` largest of the kept and ``values`` ``(H, n)`` (with
+        their ``keys``), a group of units at a time (``MERGE_ELEMENTS``)."""
+        units, k = values.shape[0], min(self.k, self.values.shape[1] + values.shape[1])
+        group = max(1, MERGE_ELEMENTS // k)
+        merged = [self._merge_group(values, keys, a, a + group, k) for a in range(0, units, group)]
+        if len(merged) == 1:
+            self.values, self.keys = merged[0]
+            return
+        self.values = torch.cat([v for v, _ in merged])
+        if self.keys is not None:
+            self.keys = torch.cat([kk for _, kk in merged])
+
+    def _merge_group(self, values, keys, a, b, k):
+        """The ``k`` largest of units ``a:b``, kept and new, sorted descending (and their keys)."""
+        values, keys = values[a:b], None if keys is None else keys[a:b]
         if self.values.shape[1]:
-            values = torch.cat([self.values, values], 1)
-            keys = None if keys is None else torch.cat([self.keys, keys], 1)
-        kept, index = values.topk(min(self.k, values.shape[1]), dim=1, sorted=False)
-        self.values, order = kept.sort(dim=1, descending=True)
-        if keys is not None:
-            self.keys = keys.gather(1, index.gather(1, order))
+            values = torch.cat([self.values[a:b], values], 1)
+            keys = None if keys is None else torch.cat([self.keys[a:b], keys], 1)
+        kept, index = values.topk(k, dim=1, sorted=False)
+        kept, order = kept.sort(dim=1, descending=True)
+        return kept, None if keys is None else keys.gather(1, index.gather(1, order))
 
     def exemplars(self, positions, window):
         """``(sequence, end, signal)``, each ``(H, k)`` on the CPU."""
         keys = self.keys.to("cpu")
         return keys // positions, keys % positions + window, (self.sign * self.values).to("cpu", torch.float64)
 
+
+# Largest._merge takes units in groups of about this many kept values, so that its working memory
+# (topk's and sort's int64 indices, the concatenation) stays small beside the kept values: a loader
+# probe's memory grows by its candidates, not several times them.
+MERGE_ELEMENTS = 2**18
 
 # _above_sampled_threshold: a unit's threshold is taken from one in SAMPLE_EVERY of its values.
 SAMPLE_EVERY = 16

@@ -15,7 +15,7 @@ good run; one TensorBoard per loader serves it all:
 - ``relayout``: steps 0-2 of a 4-unit RNN, then 3-5 of a 5-unit one, under
   one tag (two writers, as two processes would);
 - ``short_blob``: steps 0-3, step 2's data file in ``plugins/rnn_units/`` cut
-  short;
+  to 16 bytes;
 - ``missing_file``: steps 0-3, step 1's data file deleted;
 - ``huge_step``: steps 0 and 2**62 (negative steps are refused by the API);
 - ``killed``: a process logging a step at a time, flushing each, killed with
@@ -176,8 +176,8 @@ def broken(tmp_path_factory):
 
     logged["short_blob"] = support.write_run(path, "short_blob", range(4), variants=2)
     blob = _data_file(path / "short_blob", 2)
-    with open(blob, "r+b") as f:
-        f.truncate(os.path.getsize(blob) // 2)
+    with open(blob, "r+b") as f:  # into the first unit's record (a reader reads only the ranges it needs)
+        f.truncate(16)
 
     logged["missing_file"] = support.write_run(path, "missing_file", range(4), variants=2)
     os.remove(_data_file(path / "missing_file", 1))
