@@ -228,9 +228,10 @@ class Sums:
             largest.add(signal)
 
     def threshold(self, weighting, fraction):
-        """The ``Threshold`` of ``"top"`` or ``"bottom"``, once every window's candidates are in."""
+        """The ``Threshold`` of ``"top"`` or ``"bottom"``, once every window's
+        candidates are in; the candidates are let go (the second pass needs only this)."""
         sign = sign_of(weighting)
-        largest = self.largest[sign]
+        largest = self.largest.pop(sign)
         if self.distributed:
             largest.gather()
         if not torch.isfinite(largest.values).all():
