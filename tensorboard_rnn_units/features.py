@@ -188,10 +188,10 @@ def compute_unit_features(
             keep = probe.loader is None and \
                 _state_bytes(probe, stepper, dtype, with_state=rollout > 0) / shard[1] <= KEEP_BYTES
             first = walker.batches(with_state=rollout > 0 and keep)
-            if keep:  # one selection over every signal, not one merge per batch
+            if keep:  # one selection over every batch's signals, not one merge per batch
                 batches = list(first)
                 if batches:  # a rank can have none
-                    sums.candidates(torch.cat([batch.signal for batch in batches]))
+                    sums.candidates([batch.signal for batch in batches])
             else:
                 for batch in first:
                     sums.candidates(batch.signal)

@@ -63,12 +63,16 @@ class Largest:
         self.keys = torch.empty(units, 0, dtype=torch.int64, device=device) if keyed else None
 
     def add(self, signal, keys=None):
-        """Adds ``(B, H)`` signals of windows ``keys`` ``(B,)`` (when keyed)."""
-        signal = signal if self.sign > 0 else -signal
-        candidates = _above_sampled_threshold(signal, self.k)
+        """Adds ``(B, H)`` signals of windows ``keys`` ``(B,)`` (when keyed);
+        ``signal`` may be a list of such blocks, read as their concatenation
+        (and not copied into one)."""
+        blocks = [signal] if isinstance(signal, torch.Tensor) else list(signal)
+        if self.sign < 0:
+            blocks = [-block for block in blocks]
+        candidates = _above_sampled_threshold(blocks, self.k)
         if candidates is None:
-            values, rows = signal.T, None
-        else:  # the same k largest, from about 1.5 k values per unit instead of B
+            values, rows = (blocks[0] if len(blocks) == 1 else torch.cat(blocks)).T, None
+        else:  # the same k largest, from about 2 k values per unit instead of B
             values, rows = candidates
         if self.keys is not None:
             keys = keys[None, :].expand(values.shape) if rows is None else keys[rows]
@@ -129,33 +133,44 @@ MERGE_ELEMENTS = 2**18
 SAMPLE_EVERY = 16
 
 
-def _above_sampled_threshold(signal, k):
-    """Each unit's signals of ``signal`` ``(n, H)`` at or above a threshold
-    that at least ``k`` of them reach, as ``(H, m)`` values (padded with
-    -inf) and their rows: a superset of each unit's ``k`` largest, ``m``
-    about 2 k. The threshold is a high value of a fixed sample of the
-    rows, ``max(64, 2 k / SAMPLE_EVERY)`` values down it (the count above it
-    then falls short of ``k`` for under one unit in 10^4). ``None`` (every
-    row a candidate) when ``k`` is under 64 or ``n`` under ``8 k`` (a plain
+def _above_sampled_threshold(blocks, k):
+    """Each unit's signals in ``blocks`` (``(n_i, H)`` signals, read as one
+    ``(n, H)``) at or above a threshold that at least ``k`` of them reach, as
+    ``(H, m)`` values (padded with -inf) and their rows: a superset of each
+    unit's ``k`` largest, ``m`` about 2 k. The threshold is a high value of a
+    fixed sample of the rows (one in ``SAMPLE_EVERY`` of each block's),
+    ``max(64, 2 k / SAMPLE_EVERY)`` values down it (the count above it then
+    falls short of ``k`` for under one unit in 10^4). ``None`` (every row a
+    candidate) when ``k`` is under 64 or ``n`` under ``8 k`` (a plain
     ``topk`` is as fast), or when some unit's threshold leaves fewer than
     ``k`` (or a value is NaN)."""
-    n, units = signal.shape
+    units, n = blocks[0].shape[1], sum(block.shape[0] for block in blocks)
     if k < 64 or n < 8 * k:
         return None
-    sample = torch.randperm(n, generator=torch.Generator().manual_seed(0))[: n // SAMPLE_EVERY].sort().values
-    rank = min(sample.numel(), max(64, -(-2 * k // SAMPLE_EVERY)))  # 2 k or more at or above it
-    threshold = signal[sample.to(signal.device)].T.topk(rank, dim=1).values[:, -1]
-    row, unit = (signal >= threshold).nonzero(as_tuple=True)  # by row
+    generator = torch.Generator().manual_seed(0)
+    picks = [torch.randperm(len(block), generator=generator)[: len(block) // SAMPLE_EVERY].sort().values
+             for block in blocks]
+    sample = torch.cat([block[pick.to(block.device)] for block, pick in zip(blocks, picks)])
+    if not len(sample):
+        return None
+    rank = min(len(sample), max(64, -(-2 * k // SAMPLE_EVERY)))  # 2 k or more at or above it
+    threshold = sample.T.topk(rank, dim=1).values[:, -1]
+    found, start = [], 0
+    for block in blocks:
+        row, unit = (block >= threshold).nonzero(as_tuple=True)  # by row
+        found.append((row + start, unit, block[row, unit]))
+        start += len(block)
+    row, unit, value = (torch.cat(parts) for parts in zip(*found))
     counts = torch.bincount(unit, minlength=units)
     if bool((counts < k).any()):  # also when a unit's threshold or values are NaN
         return None
     by_unit = torch.argsort(unit, stable=True)
-    row, unit = row[by_unit], unit[by_unit]
-    slot = torch.arange(unit.numel(), device=signal.device) - (counts.cumsum(0) - counts)[unit]
+    row, unit, value = row[by_unit], unit[by_unit], value[by_unit]
+    slot = torch.arange(unit.numel(), device=unit.device) - (counts.cumsum(0) - counts)[unit]
     width = int(counts.max())
-    values = signal.new_full((units, width), -torch.inf)
-    rows = torch.zeros((units, width), dtype=torch.int64, device=signal.device)
-    values[unit, slot], rows[unit, slot] = signal[row, unit], row
+    values = value.new_full((units, width), -torch.inf)
+    rows = torch.zeros((units, width), dtype=torch.int64, device=unit.device)
+    values[unit, slot], rows[unit, slot] = value, row
     return values, rows
 
 
@@ -222,10 +237,10 @@ class Sums:
         self.distributed = walker.shard[1] > 1
 
     def candidates(self, signal):
-        """Adds first-pass signals ``(B, H)`` to the threshold candidates."""
-        signal = signal.to(self.dtype)
+        """Adds first-pass signals ``(B, H)`` (or a list of such blocks) to the threshold candidates."""
+        blocks = [block.to(self.dtype) for block in ([signal] if isinstance(signal, torch.Tensor) else signal)]
         for largest in self.largest.values():
-            largest.add(signal)
+            largest.add(blocks)
 
     def threshold(self, weighting, fraction):
         """The ``Threshold`` of ``"top"`` or ``"bottom"``, once every window's
@@ -249,7 +264,7 @@ class Sums:
             return weights, None
         weighed = self._in_sample(self._keys(batch)) < self.sample_keys.numel()
         for w in weights.values():
-            weighed |= (w > 0).any(1)
+            weighed |= w.amax(1) > 0
         return weights, weighed.nonzero().squeeze(1)
 
     def _keys(self, batch):

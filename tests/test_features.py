@@ -184,13 +184,14 @@ def test_largest_from_a_sampled_threshold_equals_a_plain_topk():
     values[1::2, 4] = torch.arange(n // 2, dtype=torch.float64)
     keys = torch.arange(n)
     for sign in (1.0, -1.0):
-        largest = Largest(k, 5, sign, "cpu", torch.float64, keyed=True)
-        largest.add(values, keys)
-        expected = (sign * values).T.topk(k, dim=1)
-        torch.testing.assert_close(largest.values, expected.values, rtol=0, atol=0)
-        picked = (sign * values).T.gather(1, largest.keys)  # each key holds the value kept for it
-        torch.testing.assert_close(picked, largest.values, rtol=0, atol=0)
-        assert all(len(set(row)) == k for row in largest.keys.tolist())
+        for blocks in (values, list(values.split([12_345, 20_000, 7_655]))):  # one block, or a pass's batches
+            largest = Largest(k, 5, sign, "cpu", torch.float64, keyed=True)
+            largest.add(blocks, keys)
+            expected = (sign * values).T.topk(k, dim=1)
+            torch.testing.assert_close(largest.values, expected.values, rtol=0, atol=0)
+            picked = (sign * values).T.gather(1, largest.keys)  # each key holds the value kept for it
+            torch.testing.assert_close(picked, largest.values, rtol=0, atol=0)
+            assert all(len(set(row)) == k for row in largest.keys.tolist())
 
 
 def test_leaves_model_mode_parameters_grads_and_rng_untouched():
