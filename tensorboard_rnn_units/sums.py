@@ -8,6 +8,7 @@ all-reduced across ranks under ``torch.distributed``.
 """
 
 import dataclasses
+import math
 from typing import Optional
 
 import torch
@@ -137,10 +138,10 @@ def _above_sampled_threshold(blocks, k):
     """Each unit's signals in ``blocks`` (``(n_i, H)`` signals, read as one
     ``(n, H)``) at or above a threshold that at least ``k`` of them reach, as
     ``(H, m)`` values (padded with -inf) and their rows: a superset of each
-    unit's ``k`` largest, ``m`` about 2 k. The threshold is a high value of a
-    fixed sample of the rows (one in ``SAMPLE_EVERY`` of each block's),
-    ``max(64, 2 k / SAMPLE_EVERY)`` values down it (the count above it then
-    falls short of ``k`` for under one unit in 10^4). ``None`` (every row a
+    unit's ``k`` largest, ``m`` about 1.4 k for k in the thousands (more for
+    fewer). The threshold is a high value of a fixed sample of the rows (one
+    in ``SAMPLE_EVERY`` of each block's), far enough down it that the count
+    above it falls short of ``k`` for about one unit in 10^6. ``None`` (every row a
     candidate) when ``k`` is under 64 or ``n`` under ``8 k`` (a plain
     ``topk`` is as fast), or when some unit's threshold leaves fewer than
     ``k`` (or a value is NaN)."""
@@ -153,7 +154,9 @@ def _above_sampled_threshold(blocks, k):
     sample = torch.cat([block[pick.to(block.device)] for block, pick in zip(blocks, picks)])
     if not len(sample):
         return None
-    rank = min(len(sample), max(64, -(-2 * k // SAMPLE_EVERY)))  # 2 k or more at or above it
+    # The r-th largest of the sample has about r * SAMPLE_EVERY values at or above it, give or take
+    # SAMPLE_EVERY * sqrt(r): the smallest r with 5 of those below r * SAMPLE_EVERY still above k.
+    rank = min(len(sample), math.ceil(((5 + math.sqrt(25 + 4 * k / SAMPLE_EVERY)) / 2) ** 2))
     threshold = sample.T.topk(rank, dim=1).values[:, -1]
     found, start = [], 0
     for block in blocks:
@@ -164,8 +167,8 @@ def _above_sampled_threshold(blocks, k):
     counts = torch.bincount(unit, minlength=units)
     if bool((counts < k).any()):  # also when a unit's threshold or values are NaN
         return None
-    by_unit = torch.argsort(unit, stable=True)
-    row, unit, value = row[by_unit], unit[by_unit], value[by_unit]
+    unit, by_unit = torch.sort(unit, stable=True)
+    row, value = row[by_unit], value[by_unit]
     slot = torch.arange(unit.numel(), device=unit.device) - (counts.cumsum(0) - counts)[unit]
     width = int(counts.max())
     values = value.new_full((units, width), -torch.inf)
