@@ -236,7 +236,7 @@ def add_rnn_units(
         _write(writer, file_writer, tag, features, global_step, walltime)
         return features
 
-    return worker.submit(writer, tag, global_step, job)
+    return worker.submit(writer, tag, global_step, job, worker.ready(*copies[:3], copies[3].embed))
 
 
 def _check(tag, features):

@@ -16,6 +16,7 @@ import copy
 import threading
 import weakref
 
+import torch
 from torch import nn
 
 MAX_PENDING = 2
@@ -30,7 +31,9 @@ _queues_lock = threading.Lock()
 
 def snapshot(rnn, readout, model, probe):
     """``(rnn, readout, model, probe)`` copied as they are now: one deep copy of
-    the first three and the probe's ``embed``; the probe's data is shared."""
+    the first three and the probe's ``embed``; the probe's data is shared.
+    On a GPU the copies are queued on the training thread's current stream,
+    which the worker waits for (``ready``) before it reads them."""
     for name, value in (("readout", readout), ("probe's embed", probe.embed)):
         if value is not None and not isinstance(value, nn.Module) and \
                 not isinstance(getattr(value, "__self__", None), nn.Module):
@@ -52,11 +55,26 @@ def snapshot(rnn, readout, model, probe):
     return rnn, readout, model, probe
 
 
-def submit(writer, tag, global_step, job):
-    """Runs ``job()`` in ``writer``'s worker after its earlier steps; a ``Future`` of its result."""
+def ready(*objects):
+    """A CUDA event after the copies of ``objects``' tensors on each GPU they use (so the
+    worker's stream waits for them, not the host), as ``[(device, event)]``."""
+    modules = [m for o in objects for m in (o, getattr(o, "__self__", None)) if isinstance(m, nn.Module)]
+    devices = {t.device for m in modules for t in (*m.parameters(), *m.buffers())}
+    marks = []
+    for device in devices:
+        if device.type == "cuda":
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(device))
+            marks.append((device, event))
+    return marks
+
+
+def submit(writer, tag, global_step, job, marks=()):
+    """Runs ``job()`` in ``writer``'s worker after its earlier steps, once the
+    CUDA events ``marks`` (``ready``) are reached; a ``Future`` of its result."""
     queue = _queue(writer)
     queue.settle(MAX_PENDING - 1)
-    future = queue.executor.submit(_in_worker, job)
+    future = queue.executor.submit(_in_worker, job, marks)
     future.rnn_units_step = (tag, global_step)
     queue.futures.append(future)
     return future
@@ -70,8 +88,10 @@ def settle(writer, keep=0):
         queue.settle(keep)
 
 
-def _in_worker(job):
+def _in_worker(job, marks):
     state.active = True
+    for device, event in marks:
+        torch.cuda.current_stream(device).wait_event(event)
     return job()
 
 

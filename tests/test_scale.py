@@ -181,3 +181,28 @@ def test_cuda_equals_the_cpu(kind):
     for name, values in cpu.annotation_correlation.items():
         torch.testing.assert_close(values, cuda.annotation_correlation[name], atol=1e-5, rtol=0)
     torch.testing.assert_close(cpu.activation_sample, cuda.activation_sample, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_background_logging_from_a_side_stream_measures_the_model_at_the_call(tmp_path):
+    """The copy is queued on the training thread's stream (here a busy side stream): the
+    worker waits for it on the GPU before reading, and later training does not reach it."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    torch.manual_seed(3)
+    rnn, head = nn.GRU(6, 256, batch_first=True).cuda(), nn.Linear(256, 6).cuda()
+    probe = rnn_units.Probe(torch.rand(200, 30, 6, generator=torch.Generator().manual_seed(0)), window=5)
+    expected = rnn_units.compute_unit_features(rnn, probe, readout=head, rollout=3)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with SummaryWriter(tmp_path / "run") as writer, torch.cuda.stream(stream):
+        torch.cuda._sleep(200_000_000)  # the side stream is busy: the copies queue behind this
+        future = rnn_units.add_rnn_units(writer, "u", rnn, probe, readout=head, rollout=3, global_step=0,
+                                         background=True)
+        with torch.no_grad():  # training goes on, on the same stream
+            for p in rnn.parameters():
+                p.mul_(-1)
+        got = future.result()
+    for name in ("top", "relu"):
+        torch.testing.assert_close(got[name].average, expected[name].average, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got[name].rollout, expected[name].rollout, atol=1e-5, rtol=1e-5)
