@@ -204,8 +204,9 @@ def add_rnn_units(
     cores (``torch.set_num_threads``) to leave the worker one. Steps are
     written in call order, at most two per writer pending (a third call
     waits); the writer's ``flush()`` and ``close()`` wait for them. A
-    step's error is raised by its ``Future`` and by the next call,
-    ``flush()`` or ``close()`` on the writer. Not under
+    step's error is raised by its ``Future`` and, once, by the next call
+    (which then logs nothing), ``flush()`` or ``close()`` on the writer
+    (which waits for every pending step first), or printed at exit. Not under
     ``torch.distributed``, whose collectives must follow training's order.
 
     Returns:
@@ -229,14 +230,14 @@ def add_rnn_units(
             "training's order; log with background=False"
         )
     walltime = time.time() if walltime is None else walltime  # the call's time, not the worker's
-    copies = worker.snapshot(rnn, readout, model, probe)
+    copies, marks = worker.snapshot(rnn, readout, model, probe)
 
     def job():
         features = measure(*copies)
         _write(writer, file_writer, tag, features, global_step, walltime)
         return features
 
-    return worker.submit(writer, tag, global_step, job, worker.ready(*copies[:3], copies[3].embed))
+    return worker.submit(writer, tag, global_step, job, marks)
 
 
 def _check(tag, features):

@@ -70,7 +70,7 @@ class Largest:
         blocks = [signal] if isinstance(signal, torch.Tensor) else list(signal)
         if self.sign < 0:
             blocks = [-block for block in blocks]
-        candidates = _above_sampled_threshold(blocks, self.k)
+        candidates = _above_sampled_threshold(blocks, self.k, keyed=self.keys is not None)
         if candidates is None:
             values, rows = (blocks[0] if len(blocks) == 1 else torch.cat(blocks)).T, None
         else:  # the same k largest, from about 2 k values per unit instead of B
@@ -100,6 +100,8 @@ class Largest:
         """Keeps the ``k`` largest of the kept and ``values`` ``(H, n)`` (with
         their ``keys``), a group of units at a time (``MERGE_ELEMENTS``)."""
         units, k = values.shape[0], min(self.k, self.values.shape[1] + values.shape[1])
+        if k == 0:  # no exemplars asked for, or nothing yet
+            return
         group = max(1, MERGE_ELEMENTS // k)
         merged = [self._merge_group(values, keys, a, a + group, k) for a in range(0, units, group)]
         if len(merged) == 1:
@@ -125,26 +127,29 @@ class Largest:
         return keys // positions, keys % positions + window, (self.sign * self.values).to("cpu", torch.float64)
 
 
-# Largest._merge takes units in groups of about this many kept values, so that its working memory
-# (topk's and sort's int64 indices, the concatenation) stays small beside the kept values: a loader
-# probe's memory grows by its candidates, not several times them.
+# Largest._merge takes units in groups that keep about this many values, so that its working memory
+# (the group's kept and new values side by side, topk's and sort's int64 indices) stays small beside
+# the kept values: a loader probe's memory grows by its candidates, not several times them.
 MERGE_ELEMENTS = 2**18
 
 # _above_sampled_threshold: a unit's threshold is taken from one in SAMPLE_EVERY of its values.
 SAMPLE_EVERY = 16
 
 
-def _above_sampled_threshold(blocks, k):
+def _above_sampled_threshold(blocks, k, keyed):
     """Each unit's signals in ``blocks`` (``(n_i, H)`` signals, read as one
     ``(n, H)``) at or above a threshold that at least ``k`` of them reach, as
-    ``(H, m)`` values (padded with -inf) and their rows: a superset of each
-    unit's ``k`` largest, ``m`` about 1.4 k for k in the thousands (more for
-    fewer). The threshold is a high value of a fixed sample of the rows (one
-    in ``SAMPLE_EVERY`` of each block's), far enough down it that the count
-    above it falls short of ``k`` for about one unit in 10^6. ``None`` (every row a
+    ``(H, m)`` values (padded with -inf) and (``keyed``) their rows, else
+    ``None``: a superset of each unit's ``k`` largest, ``m`` (the largest
+    unit's count) about 1.5 to 1.9 k for k in the thousands, more for fewer.
+    The threshold is a high value of a fixed sample of the rows (one in
+    ``SAMPLE_EVERY`` of each block's), far enough down it that the count
+    above it falls short of ``k`` for about one unit in 10^6. NaN signals
+    are never candidates (``Sums`` refuses them). ``None`` (every row a
     candidate) when ``k`` is under 64 or ``n`` under ``8 k`` (a plain
-    ``topk`` is as fast), or when some unit's threshold leaves fewer than
-    ``k`` (or a value is NaN)."""
+    ``topk`` is as fast), when some unit's threshold leaves fewer than ``k``,
+    or when one leaves over ``max(4 k, 1024)``: values tied at it (a dead
+    unit's zeros) would make the block as wide as the probe."""
     units, n = blocks[0].shape[1], sum(block.shape[0] for block in blocks)
     if k < 64 or n < 8 * k:
         return None
@@ -165,15 +170,17 @@ def _above_sampled_threshold(blocks, k):
         start += len(block)
     row, unit, value = (torch.cat(parts) for parts in zip(*found))
     counts = torch.bincount(unit, minlength=units)
-    if bool((counts < k).any()):  # also when a unit's threshold or values are NaN
+    width = int(counts.max())
+    if bool((counts < k).any()) or width > max(4 * k, 1024):  # short (or a NaN threshold), or ties
         return None
     unit, by_unit = torch.sort(unit, stable=True)
-    row, value = row[by_unit], value[by_unit]
     slot = torch.arange(unit.numel(), device=unit.device) - (counts.cumsum(0) - counts)[unit]
-    width = int(counts.max())
     values = value.new_full((units, width), -torch.inf)
+    values[unit, slot] = value[by_unit]
+    if not keyed:
+        return values, None
     rows = torch.zeros((units, width), dtype=torch.int64, device=unit.device)
-    values[unit, slot], rows[unit, slot] = value, row
+    rows[unit, slot] = row[by_unit]
     return values, rows
 
 

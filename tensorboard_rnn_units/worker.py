@@ -6,13 +6,16 @@ hands the copy to one worker thread per writer, which computes and writes
 the step; steps are written in call order. Training changes the live model
 meanwhile: the copy is the model as it was at the call. At most
 ``MAX_PENDING`` steps per writer wait or run; a further call waits for the
-oldest. A step's failure is raised by its ``Future`` and by the next
-``add_rnn_units`` or ``add_unit_features`` call, ``flush()`` or ``close()``
-on that writer, so it is never lost.
+oldest. A step's failure is raised by its ``Future`` and, once, by the
+next ``add_rnn_units`` or ``add_unit_features`` call (which then logs
+nothing), ``flush()`` or ``close()`` on that writer (which wait for every
+pending step first), or printed at exit, so it is never lost.
 """
 
+import atexit
 import concurrent.futures
 import copy
+import sys
 import threading
 import weakref
 
@@ -30,10 +33,11 @@ _queues_lock = threading.Lock()
 
 
 def snapshot(rnn, readout, model, probe):
-    """``(rnn, readout, model, probe)`` copied as they are now: one deep copy of
-    the first three and the probe's ``embed``; the probe's data is shared.
-    On a GPU the copies are queued on the training thread's current stream,
-    which the worker waits for (``ready``) before it reads them."""
+    """``((rnn, readout, model, probe), marks)``: copies as they are now, one
+    deep copy of the first three and the probe's ``embed`` (the probe's data
+    is shared), and a CUDA event after the copies on the current stream of
+    each GPU they are on, ``[(device, event)]``: the copies are queued there,
+    and the worker's stream waits for them (not the host) before reading."""
     for name, value in (("readout", readout), ("probe's embed", probe.embed)):
         if value is not None and not isinstance(value, nn.Module) and \
                 not isinstance(getattr(value, "__self__", None), nn.Module):
@@ -42,8 +46,11 @@ def snapshot(rnn, readout, model, probe):
                 "training changes it; pass an nn.Module (e.g. nn.Sequential(model.head, nn.Sigmoid())) or a "
                 "method of one (e.g. model.predict), or log with background=False"
             )
+    memo = {}
     try:
-        rnn, readout, model, embed = copy.deepcopy((rnn, readout, model, probe.embed))
+        rnn, readout, model, embed = copy.deepcopy((rnn, readout, model, probe.embed), memo)
+    except torch.OutOfMemoryError:
+        raise
     except Exception as e:  # e.g. a module whose weight is computed (torch.nn.utils.weight_norm)
         raise ValueError(
             f"background: cannot copy the model to measure it while training goes on ({type(e).__name__}: {e}); "
@@ -52,26 +59,17 @@ def snapshot(rnn, readout, model, probe):
     if embed is not probe.embed:
         probe = copy.copy(probe)
         probe.embed = embed
-    return rnn, readout, model, probe
-
-
-def ready(*objects):
-    """A CUDA event after the copies of ``objects``' tensors on each GPU they use (so the
-    worker's stream waits for them, not the host), as ``[(device, event)]``."""
-    modules = [m for o in objects for m in (o, getattr(o, "__self__", None)) if isinstance(m, nn.Module)]
-    devices = {t.device for m in modules for t in (*m.parameters(), *m.buffers())}
     marks = []
-    for device in devices:
-        if device.type == "cuda":
-            event = torch.cuda.Event()
-            event.record(torch.cuda.current_stream(device))
-            marks.append((device, event))
-    return marks
+    for device in {t.device for t in memo.values() if isinstance(t, torch.Tensor) and t.is_cuda}:
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(device))
+        marks.append((device, event))
+    return (rnn, readout, model, probe), marks
 
 
-def submit(writer, tag, global_step, job, marks=()):
+def submit(writer, tag, global_step, job, marks):
     """Runs ``job()`` in ``writer``'s worker after its earlier steps, once the
-    CUDA events ``marks`` (``ready``) are reached; a ``Future`` of its result."""
+    CUDA events ``marks`` (``snapshot``'s) are reached; a ``Future`` of its result."""
     queue = _queue(writer)
     queue.settle(MAX_PENDING - 1)
     future = queue.executor.submit(_in_worker, job, marks)
@@ -82,7 +80,8 @@ def submit(writer, tag, global_step, job, marks=()):
 
 def settle(writer, keep=0):
     """Waits until at most ``keep`` of ``writer``'s background steps are pending;
-    raises the first failure among those that finished (each failure once)."""
+    then raises the failures among those that finished, if any (each once, in
+    one ``RuntimeError``: the call that raises it logs nothing)."""
     queue = _queues.get(writer)
     if queue is not None:
         queue.settle(keep)
@@ -120,22 +119,31 @@ class _Queue:
         return wait_then
 
     def settle(self, keep):
-        while len(self.futures) > keep:
-            self.futures[0].exception()  # waits for it
-            self._report()
-        self._report()
-
-    def _report(self):
-        """Drops the finished steps from the head; raises the first failure among them."""
-        while self.futures and self.futures[0].done():
+        for future in self.futures[: max(len(self.futures) - keep, 0)]:
+            future.exception()  # waits for it, failed or not
+        failed = []
+        while self.futures and self.futures[0].done():  # drop the finished ones from the head
             future = self.futures.pop(0)
-            error = future.exception()
-            if error is not None:
-                tag, step = future.rnn_units_step
-                raise RuntimeError(
-                    f"add_rnn_units(background=True) of tag {tag!r} at global_step {step} failed: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
+            if future.exception() is not None:
+                failed.append(future)
+        if failed:
+            error, (tag, step) = failed[0].exception(), failed[0].rnn_units_step
+            more = f" (and {len(failed) - 1} later steps: {[f.rnn_units_step[1] for f in failed[1:]]})" \
+                if len(failed) > 1 else ""
+            raise RuntimeError(
+                f"add_rnn_units(background=True) of tag {tag!r} at global_step {step} failed{more}: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+
+
+@atexit.register
+def _report_at_exit():
+    """Failures nobody collected, on stderr (the worker threads have finished by now)."""
+    for queue in list(_queues.values()):
+        try:
+            queue.settle(0)
+        except RuntimeError as e:
+            print(f"tensorboard_rnn_units: {e}", file=sys.stderr)
 
 
 def _queue(writer):

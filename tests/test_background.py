@@ -1,6 +1,9 @@
 """add_rnn_units(background=True): the model as it was at the call, written in
 order through a real SummaryWriter, training's RNG untouched, errors never lost."""
 
+import os
+import subprocess
+import sys
 import threading
 import warnings
 
@@ -16,7 +19,8 @@ import tensorboard_rnn_units as rnn_units
 TAG = "rnn/units"
 
 
-# (started, release) events: a Model's readout, and its copy's, signals started and waits on release.
+# (started, release) events: a Model's readout ("events") or a Failing readout ("fail"), and
+# their copies', signal started and wait on release.
 HOLD = {}
 
 
@@ -37,11 +41,21 @@ class Model(nn.Module):
             self.head = nn.Linear(8, 3)
 
     def readout(self, hidden):
-        if HOLD:
+        if "events" in HOLD:
             started, release = HOLD["events"]
             started.set()
             assert release.wait(30), "the test never released the readout"
         return self.head(hidden)
+
+
+class Failing(nn.Module):
+    """A readout that fails, once ``HOLD["fail"]`` (started, release) lets it."""
+
+    def forward(self, hidden):
+        started, release = HOLD["fail"]
+        started.set()
+        assert release.wait(30), "the test never released the readout"
+        raise ValueError("the readout failed on purpose")
 
 
 def _probe():
@@ -158,3 +172,41 @@ def test_refuses_what_it_cannot_copy_with_the_model(tmp_path):
         with pytest.raises(ValueError, match="background: cannot copy the model"):
             rnn_units.add_rnn_units(writer, TAG, model.rnn, probe, readout=weight_normed, rollout=2,
                                     global_step=0, background=True)
+
+
+def test_close_waits_for_the_steps_after_a_failed_one_before_raising(tmp_path):
+    model, probe = Model(), _probe()
+    HOLD["fail"] = started, release = threading.Event(), threading.Event()
+    writer = SummaryWriter(tmp_path / "run")
+    first = rnn_units.add_rnn_units(writer, TAG, model.rnn, probe, readout=Failing(), rollout=2, global_step=1,
+                                    background=True)
+    second = _log(writer, model, probe, 2, background=True)  # pending behind the first
+    assert started.wait(30)
+    release.set()
+    with pytest.raises(RuntimeError, match="at global_step 1 failed: ValueError: the readout failed on purpose"):
+        writer.close()
+    assert first.exception() is not None and second.result().units == 8
+    assert sorted(support.read_logged_steps(tmp_path / "run", TAG)) == [2]  # written before the writer closed
+
+
+def test_a_failure_nobody_collected_is_printed_at_exit(tmp_path):
+    script = f"""
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+import tensorboard_rnn_units as rnn_units
+writer = SummaryWriter({str(tmp_path / "run")!r})
+probe = rnn_units.Probe(torch.rand(4, 6, 3), 3)
+rnn_units.add_rnn_units(writer, "u", nn.GRU(3, 8, batch_first=True), probe, readout=nn.Linear(8, 5), rollout=2,
+                        global_step=7, background=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr
+    assert "tensorboard_rnn_units: add_rnn_units(background=True) of tag 'u' at global_step 7 failed: ValueError: " \
+        "readout: expected a floating tensor" in done.stderr
+
+
+def test_no_exemplars(tmp_path):
+    features = rnn_units.compute_unit_features(Model().rnn, _probe(), exemplars=0, weighting=("top", "relu", "bottom"))
+    assert features["top"].exemplar_sequence.shape == (8, 0) and features["bottom"].exemplar_signal.shape == (8, 0)

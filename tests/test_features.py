@@ -194,6 +194,20 @@ def test_largest_from_a_sampled_threshold_equals_a_plain_topk():
             assert all(len(set(row)) == k for row in largest.keys.tolist())
 
 
+def test_a_dead_units_ties_do_not_widen_the_sampled_candidates():
+    """A unit whose signals all tie (a dead unit's zeros) would make every row a candidate:
+    the selection falls back to a plain topk, with the same k largest."""
+    from tensorboard_rnn_units.sums import Largest, _above_sampled_threshold
+
+    values = torch.randn(40_000, 4, generator=torch.Generator().manual_seed(1))
+    values[:, 2] = 0.0
+    assert _above_sampled_threshold([values], 800, keyed=False) is None
+    assert _above_sampled_threshold([values[:, [0, 1, 3]]], 800, keyed=False)[0].shape[1] < 4 * 800
+    largest = Largest(800, 4, 1.0, "cpu", torch.float32, keyed=False)
+    largest.add(values)
+    torch.testing.assert_close(largest.values, values.T.topk(800, dim=1).values, rtol=0, atol=0)
+
+
 def test_leaves_model_mode_parameters_grads_and_rng_untouched():
     module = _model("lstm", num_layers=2, dropout=0.5)
     head = _readout()
