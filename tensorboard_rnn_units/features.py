@@ -194,7 +194,7 @@ def compute_unit_features(
                     sums.candidates([batch.signal for batch in batches])
             else:
                 for batch in first:
-                    sums.candidates(batch.signal)
+                    sums.candidates([batch.signal])
             for name in quantiles:
                 sums.thresholds[name] = sums.threshold(name, top_fraction)
         for batch in batches:

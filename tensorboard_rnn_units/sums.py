@@ -63,17 +63,15 @@ class Largest:
         self.values = torch.empty(units, 0, dtype=dtype, device=device)
         self.keys = torch.empty(units, 0, dtype=torch.int64, device=device) if keyed else None
 
-    def add(self, signal, keys=None):
-        """Adds ``(B, H)`` signals of windows ``keys`` ``(B,)`` (when keyed);
-        ``signal`` may be a list of such blocks, read as their concatenation
-        (and not copied into one)."""
-        blocks = [signal] if isinstance(signal, torch.Tensor) else list(signal)
+    def add(self, blocks, keys=None):
+        """Adds a list of ``(B_i, H)`` signal blocks, read as their concatenation
+        (and not copied into one), of windows ``keys`` ``(B,)`` (when keyed)."""
         if self.sign < 0:
             blocks = [-block for block in blocks]
         candidates = _above_sampled_threshold(blocks, self.k, keyed=self.keys is not None)
         if candidates is None:
             values, rows = (blocks[0] if len(blocks) == 1 else torch.cat(blocks)).T, None
-        else:  # the same k largest, from about 2 k values per unit instead of B
+        else:  # the same k largest, from about 1.5 k values per unit instead of B
             values, rows = candidates
         if self.keys is not None:
             keys = keys[None, :].expand(values.shape) if rows is None else keys[rows]
@@ -246,9 +244,9 @@ class Sums:
         self.class_counts = probe.window_class_counts()
         self.distributed = walker.shard[1] > 1
 
-    def candidates(self, signal):
-        """Adds first-pass signals ``(B, H)`` (or a list of such blocks) to the threshold candidates."""
-        blocks = [block.to(self.dtype) for block in ([signal] if isinstance(signal, torch.Tensor) else signal)]
+    def candidates(self, blocks):
+        """Adds a list of first-pass signal blocks ``(B_i, H)`` to the threshold candidates."""
+        blocks = [block.to(self.dtype) for block in blocks]
         for largest in self.largest.values():
             largest.add(blocks)
 
@@ -305,7 +303,7 @@ class Sums:
         sample_rows = self._in_sample(keys)
         self.sample.index_copy_(0, sample_rows, signal.to(torch.float32))
         for exemplars in self.exemplars.values():
-            exemplars.add(signal, keys)
+            exemplars.add([signal], keys)
         if self.annotations is not None:
             a = self.annotations[batch.sequence, batch.position + self.window - 1].to(self.dtype)  # (B, A)
             wide = a.to(self.cross.dtype)

@@ -164,7 +164,7 @@ def test_thresholds_from_streamed_candidates_match_torch_quantile():
             k = 1001 - int((1 - fraction) * 1000)
             largest = Largest(k, 6, sign, "cpu", torch.float64, keyed=False)
             for batch in values.split(97):
-                largest.add(batch)
+                largest.add([batch])
             threshold = Threshold.from_largest(largest.values, 1001, fraction, sign)
             q = 1 - fraction if sign > 0 else fraction
             torch.testing.assert_close(threshold.value, torch.quantile(values, q, dim=0))
@@ -184,7 +184,7 @@ def test_largest_from_a_sampled_threshold_equals_a_plain_topk():
     values[1::2, 4] = torch.arange(n // 2, dtype=torch.float64)
     keys = torch.arange(n)
     for sign in (1.0, -1.0):
-        for blocks in (values, list(values.split([12_345, 20_000, 7_655]))):  # one block, or a pass's batches
+        for blocks in ([values], list(values.split([12_345, 20_000, 7_655]))):  # one block, or a pass's batches
             largest = Largest(k, 5, sign, "cpu", torch.float64, keyed=True)
             largest.add(blocks, keys)
             expected = (sign * values).T.topk(k, dim=1)
@@ -204,7 +204,7 @@ def test_a_dead_units_ties_do_not_widen_the_sampled_candidates():
     assert _above_sampled_threshold([values], 800, keyed=False) is None
     assert _above_sampled_threshold([values[:, [0, 1, 3]]], 800, keyed=False)[0].shape[1] < 4 * 800
     largest = Largest(800, 4, 1.0, "cpu", torch.float32, keyed=False)
-    largest.add(values)
+    largest.add([values])
     torch.testing.assert_close(largest.values, values.T.topk(800, dim=1).values, rtol=0, atol=0)
 
 
