@@ -62,3 +62,13 @@ export function inCell(ctx, x, y, w, h, draw) {
   draw();
   ctx.restore();
 }
+
+/** Sets `ctx` up for an axis: 11 px grey labels, right-aligned and centred on their tick, 1 px `stroke` lines. */
+export function axisPen(ctx, stroke) {
+  ctx.font = "11px Roboto, \"Helvetica Neue\", Arial, sans-serif";
+  ctx.fillStyle = "#616161";
+  ctx.strokeStyle = stroke;
+  ctx.lineWidth = 1;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+}

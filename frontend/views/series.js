@@ -5,13 +5,12 @@
 // has axes, the channel names and a readout of the values under the
 // pointer; exemplars are snippets of their sequence with the window shaded.
 
-import {el, fmt, inCell, sizeCanvas} from "./dom.js";
+import {axisPen, el, fmt, inCell, sizeCanvas} from "./dom.js";
 import {valueRange} from "../colormaps.js";
 
 // Distinct colours for channels (d3's category10); more channels reuse them.
 export const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
   "#7f7f7f", "#bcbd22", "#17becf"];
-const SANS = "Roboto, \"Helvetica Neue\", Arial, sans-serif";
 
 /** Colour of channel `c`. */
 export function channelColour(c) {
@@ -164,12 +163,7 @@ export class SeriesChart {
     const range = valueRange(frameArrays(frame), diverging, true);
     const pad = (range.hi - range.lo) * 0.06;
     const padded = {lo: range.lo - pad, hi: range.hi + pad};
-    ctx.font = `11px ${SANS}`;
-    ctx.fillStyle = "#616161";
-    ctx.strokeStyle = "#eeeeee";
-    ctx.lineWidth = 1;
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
+    axisPen(ctx, "#eeeeee");
     const yOf = (v) => box.y + box.h - ((v - padded.lo) / (padded.hi - padded.lo)) * box.h;
     for (const t of ticks(padded.lo, padded.hi, 6)) {
       const y = Math.round(yOf(t)) + 0.5;

@@ -7,10 +7,9 @@
 // never as HTML; control characters are shown as symbols (⏎ ⇥).
 
 import {joinTokens, mostLikely} from "../model.js";
-import {inCell, sizeCanvas} from "./dom.js";
+import {axisPen, inCell, sizeCanvas} from "./dom.js";
 
 export const MONO = "\"DejaVu Sans Mono\", Menlo, Consolas, \"Roboto Mono\", monospace";
-const SANS = "Roboto, \"Helvetica Neue\", Arial, sans-serif";
 const PAD = 3;           // CSS px inside a cell
 const LINE = 1.35;       // line height, in ems
 const CHAR_W = 0.61;     // advance of a monospace character, in ems (DejaVu Sans Mono: 0.602)
@@ -235,12 +234,7 @@ export function drawLogo(canvas, {window: values, rollout, mean = null, V, vocab
   const x0 = (p) => LOGO_LEFT + p * LOGO_COLUMN + (p >= L ? 10 : 0);
 
   // Axes: 0..1 (or −max..+max) on the left, positions below.
-  ctx.font = `11px ${SANS}`;
-  ctx.fillStyle = "#616161";
-  ctx.strokeStyle = "#bdbdbd";
-  ctx.lineWidth = 1;
-  ctx.textAlign = "right";
-  ctx.textBaseline = "middle";
+  axisPen(ctx, "#bdbdbd");
   const ticks = diverging ? [-0.5 / scale, 0, 0.5 / scale] : [0, 0.5 / scale, 1 / scale];
   for (const t of ticks) {
     const y = base - t * scale * LOGO_HEIGHT;
