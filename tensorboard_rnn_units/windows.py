@@ -193,11 +193,35 @@ class WindowWalker:
         )
 
 
+# On a CPU, rollouts run this many bytes of state at a time, all R steps
+# each: a chunk's state, pre-activations and predictions stay in cache
+# across steps, which makes its matrix products about twice as fast as over
+# a whole batch (measured on 2 AVX-512 cores: 130 against 65 GFLOP/s).
+# A GPU takes the whole batch at once.
+CPU_ROLLOUT_CHUNK_BYTES = 2**20
+
+
 def roll_out(model, readout, state, steps, inputs, signal, feedback):
     """``(B, R * D)`` predictions after each window (token probes: the
-    readout's softmax), each fed back as ``feedback`` says."""
+    readout's softmax), each fed back as ``feedback`` says; on a CPU, in
+    chunks of rows (``CPU_ROLLOUT_CHUNK_BYTES``)."""
+    first = state[0]
+    generator = torch.Generator(first.device).manual_seed(inputs.seed) if feedback == "sample" else None
+    rows = first.shape[0]
+    if first.device.type == "cpu":
+        row_bytes = sum(s.shape[1] for s in state) * first.element_size()
+        rows = max(1, CPU_ROLLOUT_CHUNK_BYTES // row_bytes)
+    return torch.cat([
+        _roll_out_rows(model, readout, tuple(s[a : a + rows] for s in state), steps, inputs, signal, feedback,
+                       generator)
+        for a in range(0, first.shape[0], rows)
+    ])
+
+
+def _roll_out_rows(model, readout, state, steps, inputs, signal, feedback, generator):
+    """``roll_out`` of one chunk of rows."""
     predictions = []
-    generator = None
+    step = getattr(model, "rollout_step", model.step)
     for r in range(steps):
         top = model.readout_input(state)
         try:
@@ -225,9 +249,7 @@ def roll_out(model, readout, state, steps, inputs, signal, feedback):
             if feedback == "argmax":
                 token = y.argmax(1)
             else:
-                if generator is None:
-                    generator = torch.Generator(y.device).manual_seed(inputs.seed)
                 token = torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
             fed = inputs.token_inputs(token)
-        state, _ = model.step(fed, state, signal)
+        state, _ = step(fed, state, signal)
     return torch.stack(predictions, 1).reshape(top.shape[0], -1)

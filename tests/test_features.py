@@ -437,3 +437,31 @@ def test_rollouts_never_run_dropout(form):
         assert torch.equal(a[w].rollout, b[w].rollout)
         assert torch.equal(a[w].rollout, expected[w].rollout)
     assert torch.equal(a.mean_rollout, expected.mean_rollout)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_rollouts_in_cpu_chunks_equal_one_chunk(kind, monkeypatch):
+    from tensorboard_rnn_units import windows
+
+    model, head = _model(kind), _readout()
+    x, labels = _data()
+    probe = rnn_units.Probe(x, L, labels=labels)
+    run = lambda: rnn_units.compute_unit_features(model, probe, readout=head, rollout=R, weighting=("top", "relu"))
+    monkeypatch.setattr(windows, "CPU_ROLLOUT_CHUNK_BYTES", 2**40)
+    whole = run()
+    monkeypatch.setattr(windows, "CPU_ROLLOUT_CHUNK_BYTES", 3 * H * 8)  # 3 (GRU/RNN) or 1 (LSTM) rows a chunk
+    chunked = run()
+    for name in ("top", "relu"):
+        torch.testing.assert_close(chunked[name].rollout, whole[name].rollout, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(chunked.mean_rollout, whole.mean_rollout, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 2e-7), (torch.float64, 1e-15)])
+def test_fast_tanh_agrees_with_torch_tanh(dtype, tolerance):
+    from tensorboard_rnn_units.cells import fast_tanh
+
+    x = torch.cat([torch.linspace(-20, 20, 100_001, dtype=dtype), torch.tensor([0.0, 1e-30, -1e-30], dtype=dtype)])
+    assert (fast_tanh(x) - torch.tanh(x)).abs().max() <= tolerance
+    special = torch.tensor([0.0, 50.0, -50.0, float("inf"), -float("inf")], dtype=dtype)
+    assert torch.equal(fast_tanh(special), torch.tensor([0.0, 1.0, -1.0, 1.0, -1.0], dtype=dtype))
+    assert fast_tanh(torch.tensor([float("nan")], dtype=dtype)).isnan().all()
