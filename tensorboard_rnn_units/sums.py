@@ -41,12 +41,15 @@ class Threshold:
         value = torch.lerp(v_lo, v_hi, rank - int(rank))
         return cls(sign * value, value >= largest[:, 0], sign)
 
+    def __post_init__(self):
+        # Whether any unit is tied, asked once here, not on each batch.
+        self.tied = None if self.tied is None or not bool(self.tied.any()) else self.tied
+
     def weights(self, signal):
-        d = self.sign * (signal - self.value)
-        w = d.clamp_min(0)
-        if self.tied is not None:
-            w = torch.where(self.tied, (d >= 0).to(w.dtype), w)
-        return w
+        d = signal - self.value if self.sign > 0 else self.value - signal
+        if self.tied is None:
+            return d.clamp_min_(0)
+        return torch.where(self.tied, (d >= 0).to(d.dtype), d.clamp_min(0))
 
 
 class Largest:
@@ -60,61 +63,92 @@ class Largest:
 
     def __init__(self, k, units, sign, device, dtype, keyed):
         self.k, self.sign = k, sign
-        self.values = torch.empty(units, 0, dtype=dtype, device=device)
-        self.keys = torch.empty(units, 0, dtype=torch.int64, device=device) if keyed else None
+        self._values = torch.empty(units, 0, dtype=dtype, device=device)
+        self._keys = torch.empty(units, 0, dtype=torch.int64, device=device) if keyed else None
+        self.pending, self.pending_keys, self.pending_rows = [], [], 0
+
+    @property
+    def values(self):
+        """``(H, k)`` the largest so far, descending (pending blocks merged first)."""
+        self.flush()
+        return self._values
+
+    @property
+    def keys(self):
+        """``(H, k)`` their windows, or None when not keyed."""
+        self.flush()
+        return self._keys
 
     def add(self, blocks, keys=None):
         """Adds a list of ``(B_i, H)`` signal blocks, read as their concatenation
-        (and not copied into one), of windows ``keys`` ``(B,)`` (when keyed)."""
+        (and not copied into one), of windows ``keys`` ``(B,)`` (when keyed).
+        Small adds wait until ``PENDING_ROWS`` rows: one selection over them
+        costs about what one over a few hundred rows does."""
+        self.pending += blocks
+        if keys is not None:
+            self.pending_keys.append(keys)
+        self.pending_rows += sum(block.shape[0] for block in blocks)
+        if self.pending_rows >= PENDING_ROWS:
+            self.flush()
+
+    def flush(self):
+        """Merges the pending blocks into the kept values."""
+        if not self.pending:
+            return
+        blocks, keys = self.pending, None
+        if self._keys is not None:
+            keys = self.pending_keys[0] if len(self.pending_keys) == 1 else torch.cat(self.pending_keys)
+        self.pending, self.pending_keys, self.pending_rows = [], [], 0
         if self.sign < 0:
             blocks = [-block for block in blocks]
-        candidates = _above_sampled_threshold(blocks, self.k, keyed=self.keys is not None)
+        candidates = _above_sampled_threshold(blocks, self.k, keyed=self._keys is not None)
         if candidates is None:
             values, rows = (blocks[0] if len(blocks) == 1 else torch.cat(blocks)).T, None
         else:  # the same k largest, from about 1.5 k values per unit instead of B
             values, rows = candidates
-        if self.keys is not None:
+        if self._keys is not None:
             keys = keys[None, :].expand(values.shape) if rows is None else keys[rows]
         self._merge(values, keys)
 
     def gather(self):
         """Merges every rank's values (and keys): each rank then holds the ``k`` largest of all."""
+        self.flush()
         # Every rank sends k columns (all_gather needs equal shapes): short ones padded with -inf,
         # which never make the top k of all (k is at most the probe's windows).
-        missing = self.k - self.values.shape[1]
+        missing = self.k - self._values.shape[1]
         pad = lambda t, value: torch.cat([t, t.new_full((t.shape[0], missing), value)], 1)
-        parts = [pad(self.values, -torch.inf)] + ([] if self.keys is None else [pad(self.keys, 0)])
+        parts = [pad(self._values, -torch.inf)] + ([] if self._keys is None else [pad(self._keys, 0)])
         merged = []
         for part in parts:
             copies = [torch.empty_like(part) for _ in range(torch.distributed.get_world_size())]
             torch.distributed.all_gather(copies, part.contiguous())
             merged.append(torch.cat(copies, 1))
-        self.values = self.values[:, :0]
-        if self.keys is not None:
-            self.keys = self.keys[:, :0]
-        self._merge(merged[0], merged[1] if self.keys is not None else None)
+        self._values = self._values[:, :0]
+        if self._keys is not None:
+            self._keys = self._keys[:, :0]
+        self._merge(merged[0], merged[1] if self._keys is not None else None)
 
     def _merge(self, values, keys):
         """Keeps the ``k`` largest of the kept and ``values`` ``(H, n)`` (with
         their ``keys``), a group of units at a time (``MERGE_ELEMENTS``)."""
-        units, k = values.shape[0], min(self.k, self.values.shape[1] + values.shape[1])
+        units, k = values.shape[0], min(self.k, self._values.shape[1] + values.shape[1])
         if k == 0:  # no exemplars asked for, or nothing yet
             return
         group = max(1, MERGE_ELEMENTS // k)
         merged = [self._merge_group(values, keys, a, a + group, k) for a in range(0, units, group)]
         if len(merged) == 1:
-            self.values, self.keys = merged[0]
+            self._values, self._keys = merged[0]
             return
-        self.values = torch.cat([v for v, _ in merged])
-        if self.keys is not None:
-            self.keys = torch.cat([kk for _, kk in merged])
+        self._values = torch.cat([v for v, _ in merged])
+        if self._keys is not None:
+            self._keys = torch.cat([kk for _, kk in merged])
 
     def _merge_group(self, values, keys, a, b, k):
         """The ``k`` largest of units ``a:b``, kept and new, sorted descending (and their keys)."""
         values, keys = values[a:b], None if keys is None else keys[a:b]
-        if self.values.shape[1]:
-            values = torch.cat([self.values[a:b], values], 1)
-            keys = None if keys is None else torch.cat([self.keys[a:b], keys], 1)
+        if self._values.shape[1]:
+            values = torch.cat([self._values[a:b], values], 1)
+            keys = None if keys is None else torch.cat([self._keys[a:b], keys], 1)
         kept, index = values.topk(k, dim=1, sorted=False)
         kept, order = kept.sort(dim=1, descending=True)
         return kept, None if keys is None else keys.gather(1, index.gather(1, order))
@@ -129,6 +163,9 @@ class Largest:
 # (the group's kept and new values side by side, topk's and sort's int64 indices) stays small beside
 # the kept values: a loader probe's memory grows by its candidates, not several times them.
 MERGE_ELEMENTS = 2**18
+
+# Largest.add merges once this many rows are pending.
+PENDING_ROWS = 8192
 
 # _above_sampled_threshold: a unit's threshold is taken from one in SAMPLE_EVERY of its values.
 SAMPLE_EVERY = 16
@@ -289,7 +326,8 @@ class Sums:
         windows some unit weighs (``weigh``); ``predictions`` are their rollouts."""
         signal = batch.signal.to(self.dtype)
         self.count += signal.shape[0]
-        self.finite &= torch.isfinite(signal).all()
+        high, low = signal.amax(0), signal.amin(0)  # NaN propagates: cheaper than isfinite over the batch
+        self.finite &= torch.isfinite(high).all() & torch.isfinite(low).all()
         if self.tokens:  # (B, L) tokens: row l * V + token of each window position
             windows = windows + self.token_offsets
             self.window_sum += torch.bincount(windows.flatten(), minlength=self.window_sum.numel())
@@ -297,8 +335,7 @@ class Sums:
             windows = windows.to(self.dtype)
             self.window_sum += windows.sum(0)
         self.signal_sum += signal.sum(0)
-        self.signal_sq += (signal.to(self.signal_sq.dtype) ** 2).sum(0)
-        self.signal_max = torch.maximum(self.signal_max, signal.amax(0))
+        self.signal_max = torch.maximum(self.signal_max, high)
         keys = self._keys(batch)
         sample_rows = self._in_sample(keys)
         self.sample.index_copy_(0, sample_rows, signal.to(torch.float32))
@@ -307,6 +344,7 @@ class Sums:
         if self.annotations is not None:
             a = self.annotations[batch.sequence, batch.position + self.window - 1].to(self.dtype)  # (B, A)
             wide = a.to(self.cross.dtype)
+            self.signal_sq += (signal.to(self.signal_sq.dtype) ** 2).sum(0)  # only correlations need it
             self.annotation_sum += wide.sum(0)
             self.annotation_sq += (wide * wide).sum(0)
             self.cross += (signal.T @ a).to(self.cross.dtype)

@@ -75,6 +75,14 @@ class Batch:
     data: torch.Tensor  # the sequences s0.. the windows come from, on the model's device
     s0: int
 
+    def slices(self, rows):
+        """The batch as consecutive batches of at most ``rows`` windows."""
+        for a in range(0, self.sequence.shape[0], rows):
+            part = lambda t: None if t is None else t[a : a + rows]
+            yield Batch(part(self.sequence), part(self.position), part(self.signal),
+                        None if self.state is None else tuple(part(s) for s in self.state),
+                        part(self.gates), self.data, self.s0)
+
 
 class WindowWalker:
     """Runs the model over the probe's windows in batches.
@@ -193,34 +201,11 @@ class WindowWalker:
         )
 
 
-# On a CPU, rollouts run this many bytes of state at a time, all R steps
-# each: a chunk's state, pre-activations and predictions stay in cache
-# across steps, which makes its matrix products about twice as fast as over
-# a whole batch (measured on 2 AVX-512 cores: 130 against 65 GFLOP/s).
-# A GPU takes the whole batch at once.
-CPU_ROLLOUT_CHUNK_BYTES = 2**20
-
-
 def roll_out(model, readout, state, steps, inputs, signal, feedback):
     """``(B, R * D)`` predictions after each window (token probes: the
-    readout's softmax), each fed back as ``feedback`` says; on a CPU, in
-    chunks of rows (``CPU_ROLLOUT_CHUNK_BYTES``)."""
-    first = state[0]
-    generator = torch.Generator(first.device).manual_seed(inputs.seed) if feedback == "sample" else None
-    rows = first.shape[0]
-    if first.device.type == "cpu":
-        row_bytes = sum(s.shape[1] for s in state) * first.element_size()
-        rows = max(1, CPU_ROLLOUT_CHUNK_BYTES // row_bytes)
-    return torch.cat([
-        _roll_out_rows(model, readout, tuple(s[a : a + rows] for s in state), steps, inputs, signal, feedback,
-                       generator)
-        for a in range(0, first.shape[0], rows)
-    ])
-
-
-def _roll_out_rows(model, readout, state, steps, inputs, signal, feedback, generator):
-    """``roll_out`` of one chunk of rows."""
+    readout's softmax), each fed back as ``feedback`` says."""
     predictions = []
+    generator = torch.Generator(state[0].device).manual_seed(inputs.seed) if feedback == "sample" else None
     step = getattr(model, "rollout_step", model.step)
     for r in range(steps):
         top = model.readout_input(state)

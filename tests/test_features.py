@@ -194,6 +194,25 @@ def test_largest_from_a_sampled_threshold_equals_a_plain_topk():
             assert all(len(set(row)) == k for row in largest.keys.tolist())
 
 
+def test_largest_merges_small_adds_in_pending_groups():
+    """Slices smaller than PENDING_ROWS wait and merge together; reading the values merges what waits:
+    the same k largest and keys as one topk, whether a read comes between adds or not."""
+    from tensorboard_rnn_units.sums import PENDING_ROWS, Largest
+
+    n = 3 * PENDING_ROWS + 1000
+    values = torch.randn(n, 4, generator=torch.Generator().manual_seed(2))
+    keys = torch.arange(n)
+    largest = Largest(8, 4, 1.0, "cpu", torch.float32, keyed=True)
+    for a in range(0, n, 1500):
+        largest.add([values[a : a + 1500]], keys[a : a + 1500])
+        if a == 6000:
+            largest.values  # a read between adds
+    expected = values.T.topk(8, dim=1)
+    torch.testing.assert_close(largest.values, expected.values, rtol=0, atol=0)
+    assert torch.equal(largest.keys, expected.indices)
+    assert not largest.pending
+
+
 def test_a_dead_units_ties_do_not_widen_the_sampled_candidates():
     """A unit whose signals all tie (a dead unit's zeros) would make every row a candidate:
     the selection falls back to a plain topk, with the same k largest."""
@@ -441,15 +460,15 @@ def test_rollouts_never_run_dropout(form):
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_rollouts_in_cpu_chunks_equal_one_chunk(kind, monkeypatch):
-    from tensorboard_rnn_units import windows
+    from tensorboard_rnn_units import features
 
     model, head = _model(kind), _readout()
     x, labels = _data()
     probe = rnn_units.Probe(x, L, labels=labels)
     run = lambda: rnn_units.compute_unit_features(model, probe, readout=head, rollout=R, weighting=("top", "relu"))
-    monkeypatch.setattr(windows, "CPU_ROLLOUT_CHUNK_BYTES", 2**40)
+    monkeypatch.setattr(features, "CPU_SLICE_BYTES", 2**40)
     whole = run()
-    monkeypatch.setattr(windows, "CPU_ROLLOUT_CHUNK_BYTES", 3 * H * 8)  # 3 (GRU/RNN) or 1 (LSTM) rows a chunk
+    monkeypatch.setattr(features, "CPU_SLICE_BYTES", 3 * H * 8)  # 3 (GRU/RNN) or 1 (LSTM) rows a chunk
     chunked = run()
     for name in ("top", "relu"):
         torch.testing.assert_close(chunked[name].rollout, whole[name].rollout, rtol=1e-12, atol=1e-14)
