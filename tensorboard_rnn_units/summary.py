@@ -274,19 +274,19 @@ def _warn_unservable_names(tag, logdir):
 def _write_probe(folder, features):
     """Writes the probe's data once per run folder (named by its fingerprint)
     unless it is there; returns the header's ``probe`` entry."""
-    array, axes = probe_array(features)
     name = f"probe-{features.probe_fingerprint}.rnnu"
     path = os.path.join(folder, name)
     if path not in _probes_written:
+        array, axes = probe_array(features)
         # Written unless a whole copy is there (one cut short by a crash is rewritten).
         if not tf.io.gfile.exists(path) or tf.io.gfile.stat(path).length != array.nbytes:
             with tf.io.gfile.GFile(path, "wb") as f:
                 f.write(metadata.encode_probe(array))
-        _probes_written.add(path)
-    return metadata.probe_spec(array, axes, name)
+        _probes_written[path] = metadata.probe_spec(array, axes, name)
+    return dict(_probes_written[path])
 
 
-_probes_written = set()  # probe files known to exist, so each is checked once per process
+_probes_written = {}  # path -> header entry of the probe files known to exist, each checked once per process
 
 
 def _encode(tag, features, previous=None, inline_probe=False):
