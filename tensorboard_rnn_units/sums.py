@@ -93,7 +93,8 @@ class Largest:
 
     def flush(self):
         """Merges the pending blocks into the kept values."""
-        if not self.pending:
+        if not self.pending or self.k == 0:  # nothing waits, or no exemplars asked for
+            self.pending, self.pending_keys, self.pending_rows = [], [], 0
             return
         blocks, keys = self.pending, None
         if self._keys is not None:
@@ -101,13 +102,19 @@ class Largest:
         self.pending, self.pending_keys, self.pending_rows = [], [], 0
         if self.sign < 0:
             blocks = [-block for block in blocks]
-        candidates = _above_sampled_threshold(blocks, self.k, keyed=self._keys is not None)
-        if candidates is None:
+        keyed, full = self._keys is not None, self._values.shape[1] == self.k
+        if full and self.k < 64:
+            # Few kept (exemplars): only values above a unit's k-th kept can enter, usually a handful.
+            found, counts = _above(blocks, self._values[:, -1], at=False)
+            values, rows = _unit_major(*found, counts, keyed)
+        elif (candidates := _above_sampled_threshold(blocks, self.k, keyed)) is not None:
+            values, rows = candidates  # the same k largest, from about 1.5 k values per unit instead of B
+        else:
             values, rows = (blocks[0] if len(blocks) == 1 else torch.cat(blocks)).T, None
-        else:  # the same k largest, from about 1.5 k values per unit instead of B
-            values, rows = candidates
+            if keyed:  # each unit's k largest first: keys for those, not (H, B) of them
+                values, rows = values.topk(min(self.k, values.shape[1]), dim=1, sorted=False)
         if self._keys is not None:
-            keys = keys[None, :].expand(values.shape) if rows is None else keys[rows]
+            keys = keys[rows]
         self._merge(values, keys)
 
     def gather(self):
@@ -132,7 +139,7 @@ class Largest:
         """Keeps the ``k`` largest of the kept and ``values`` ``(H, n)`` (with
         their ``keys``), a group of units at a time (``MERGE_ELEMENTS``)."""
         units, k = values.shape[0], min(self.k, self._values.shape[1] + values.shape[1])
-        if k == 0:  # no exemplars asked for, or nothing yet
+        if k == 0:  # nothing yet
             return
         group = max(1, MERGE_ELEMENTS // k)
         merged = [self._merge_group(values, keys, a, a + group, k) for a in range(0, units, group)]
@@ -198,16 +205,28 @@ def _above_sampled_threshold(blocks, k, keyed):
     # SAMPLE_EVERY * sqrt(r): the smallest r with 5 of those below r * SAMPLE_EVERY still above k.
     rank = min(len(sample), math.ceil(((5 + math.sqrt(25 + 4 * k / SAMPLE_EVERY)) / 2) ** 2))
     threshold = sample.T.topk(rank, dim=1).values[:, -1]
+    found, counts = _above(blocks, threshold, at=True)
+    if bool((counts < k).any()) or int(counts.max()) > max(4 * k, 1024):  # short (or a NaN threshold), or ties
+        return None
+    return _unit_major(*found, counts, keyed)
+
+
+def _above(blocks, threshold, at):
+    """``((row, unit, value), counts)``: the signals in ``blocks`` above (``at``:
+    at or above) each unit's ``threshold`` ``(H,)``, by row, and how many each unit has."""
     found, start = [], 0
     for block in blocks:
-        row, unit = (block >= threshold).nonzero(as_tuple=True)  # by row
+        row, unit = (block >= threshold if at else block > threshold).nonzero(as_tuple=True)
         found.append((row + start, unit, block[row, unit]))
         start += len(block)
     row, unit, value = (torch.cat(parts) for parts in zip(*found))
-    counts = torch.bincount(unit, minlength=units)
-    width = int(counts.max())
-    if bool((counts < k).any()) or width > max(4 * k, 1024):  # short (or a NaN threshold), or ties
-        return None
+    return (row, unit, value), torch.bincount(unit, minlength=blocks[0].shape[1])
+
+
+def _unit_major(row, unit, value, counts, keyed):
+    """``(values, rows)`` ``(H, m)`` of ``_above``'s signals, each unit's in a
+    row padded with -inf (``m`` its largest count); ``rows`` None unless ``keyed``."""
+    units, width = len(counts), int(counts.max()) if len(counts) else 0
     unit, by_unit = torch.sort(unit, stable=True)
     slot = torch.arange(unit.numel(), device=unit.device) - (counts.cumsum(0) - counts)[unit]
     values = value.new_full((units, width), -torch.inf)
