@@ -178,27 +178,22 @@ class WindowWalker:
         rows = (seq - s0).to(self.device)
         count = int(seq.max()) - s0 + 1
         state = self.model.initial_state(count)
-        signals, states, gates, row = [], [], [], 0
+        out, row = None, 0  # [signal, gates or None, *state] of every window, filled step by step
         for t in range(1, self.window + int(pos[-1]) + 1):
             state, values, step_gates = self._step(data[:count, t - 1], state)
             ending = ends_per_step[t - self.window] if t >= self.window else 0
             if ending:
                 picked = rows[row : row + ending]
+                step = [values, step_gates, *(state if with_state else ())]
+                if out is None:
+                    out = [None if v is None else v.new_empty((len(rows), *v.shape[1:])) for v in step]
+                for v, o in zip(step, out):
+                    if v is not None:  # picked straight into place: no per-step copies to concatenate
+                        torch.index_select(v, 0, picked, out=o[row : row + ending])
                 row += ending
-                signals.append(values[picked])
-                if step_gates is not None:
-                    gates.append(step_gates[picked])
-                if with_state:
-                    states.append([s[picked] for s in state])
-        yield Batch(
-            seq.to(self.device),
-            pos.to(self.device),
-            torch.cat(signals),
-            tuple(torch.cat(parts) for parts in zip(*states)) if with_state else None,
-            torch.cat(gates) if gates else None,
-            data,
-            s0,
-        )
+        signal, gates, *states = out
+        yield Batch(seq.to(self.device), pos.to(self.device), signal, tuple(states) if with_state else None,
+                    gates, data, s0)
 
 
 def roll_out(model, readout, state, steps, inputs, signal, feedback):
