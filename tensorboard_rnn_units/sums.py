@@ -292,11 +292,11 @@ class Sums:
         self.gate_saturated, self.gate_sum = zeros(len(self.gate_names), units), zeros(len(self.gate_names), units)
         # The activation sample, gathered as its windows pass: each sample
         # window's key (sequence * P + position) ascending, and one row per
-        # sample window plus a last row that takes every other window.
+        # sample window.
         self.positions, self.window = probe.positions, probe.window
         self.token_offsets = torch.arange(probe.window, device=device) * probe.input_size
         self.sample_keys = probe.sample_keys.to(device)
-        self.sample = torch.zeros(probe.sample.numel() + 1, units, dtype=torch.float32, device=device)
+        self.sample = torch.zeros(probe.sample.numel(), units, dtype=torch.float32, device=device)
         self.class_counts = probe.window_class_counts()
         self.distributed = walker.shard[1] > 1
 
@@ -357,7 +357,8 @@ class Sums:
         self.signal_max = torch.maximum(self.signal_max, high)
         keys = self._keys(batch)
         sample_rows = self._in_sample(keys)
-        self.sample.index_copy_(0, sample_rows, signal.to(torch.float32))
+        inside = (sample_rows < self.sample_keys.numel()).nonzero().squeeze(1)  # a few windows, if any
+        self.sample.index_copy_(0, sample_rows[inside], signal[inside].to(torch.float32))
         for exemplars in self.exemplars.values():
             exemplars.add([signal], keys)
         if self.annotations is not None:
@@ -379,7 +380,7 @@ class Sums:
                 self.rollout_count += predictions.shape[0]
             else:  # only the sample's rollouts are a fair mean
                 in_sample = sample_rows[rows] < self.sample_keys.numel()
-                self.rollout_sum += (predictions * in_sample[:, None]).sum(0)
+                self.rollout_sum += in_sample.to(predictions.dtype) @ predictions
                 self.rollout_count += in_sample.sum()
         classes = None if self.labels is None else self.labels[batch.sequence]
         position = batch.position
@@ -401,7 +402,7 @@ class Sums:
             wide = w.to(sums["weight"].dtype)
             sums["weight"] += wide.sum(0)
             sums["weight_sq"] += (wide * wide).sum(0)
-            sums["active"] += (w > 0).sum(0)
+            sums["active"] += count_positive(w)
             sums["position"] += sum_by(w, position, sums["position"].shape[0])
             if classes is not None:
                 sums["class"] += sum_by(w, classes, sums["class"].shape[0])
@@ -418,9 +419,7 @@ class Sums:
             dist.all_reduce(t)
         self.count, self.rollout_count, self.finite = int(counts[0]), float(counts[1]), counts[2] == 0
         dist.all_reduce(self.signal_max, op=dist.ReduceOp.MAX)
-        sample = self.sample[:-1].contiguous()  # each sample window is on one rank, zeros elsewhere
-        dist.all_reduce(sample)
-        self.sample[:-1] = sample
+        dist.all_reduce(self.sample)  # each sample window is on one rank, zeros elsewhere
         for exemplars in self.exemplars.values():
             exemplars.gather()
 
@@ -430,7 +429,7 @@ class Sums:
         if not self.finite:
             raise not_finite("rnn")
         self._check_overflow(probe)
-        sample = self.sample[:-1].T.to("cpu").contiguous()
+        sample = self.sample.T.to("cpu").contiguous()
         check_finite("rnn", sample)  # a float64 signal can overflow the sample's float32
         cpu = lambda t: t.to("cpu", torch.float64)
         n = self.count
@@ -536,6 +535,14 @@ def sign_of(weighting):
 
 def accumulator_dtype(device):
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+def count_positive(w):
+    """How many of each column's weights (``w >= 0``) are positive: the sum of
+    their signs, exact in float32 up to 2**24 rows, and twice as fast as
+    counting ``w > 0`` (an int64 reduction)."""
+    signs = torch.sign(w)
+    return signs.sum(0) if w.shape[0] <= 2**24 else signs.sum(0, dtype=torch.float64)
 
 
 def sum_by(w, index, groups):
