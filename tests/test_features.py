@@ -459,20 +459,32 @@ def test_rollouts_never_run_dropout(form):
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-def test_rollouts_in_cpu_chunks_equal_one_chunk(kind, monkeypatch):
+def test_cpu_slices_equal_whole_batches(kind, monkeypatch):
+    """On a CPU, batches are weighed, rolled out and summed in slices: a few windows a slice gives
+    what whole batches give (averages, rollouts, statistics, gates, exemplars)."""
     from tensorboard_rnn_units import features
 
     model, head = _model(kind), _readout()
     x, labels = _data()
     probe = rnn_units.Probe(x, L, labels=labels)
-    run = lambda: rnn_units.compute_unit_features(model, probe, readout=head, rollout=R, weighting=("top", "relu"))
+    run = lambda: rnn_units.compute_unit_features(model, probe, readout=head, rollout=R, exemplars=3,
+                                                  weighting=("top", "relu", "bottom"))
     monkeypatch.setattr(features, "CPU_SLICE_BYTES", 2**40)
     whole = run()
-    monkeypatch.setattr(features, "CPU_SLICE_BYTES", 3 * H * 8)  # 3 (GRU/RNN) or 1 (LSTM) rows a chunk
-    chunked = run()
-    for name in ("top", "relu"):
-        torch.testing.assert_close(chunked[name].rollout, whole[name].rollout, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(chunked.mean_rollout, whole.mean_rollout, rtol=1e-12, atol=1e-14)
+    monkeypatch.setattr(features, "CPU_SLICE_BYTES", 3 * H * 8)  # 3 (GRU/RNN) or 1 (LSTM) rows a slice
+    monkeypatch.setattr(features, "CPU_SLICE_MIN_ROWS", 1)
+    sliced = run()
+    close = lambda a, b: torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    for name in ("top", "relu", "bottom"):
+        for field in ("average", "rollout", "active_fraction", "effective_sample_size", "position_share",
+                      "class_weight", "exemplar_signal"):
+            close(getattr(sliced[name], field), getattr(whole[name], field))
+        assert torch.equal(sliced[name].exemplar_sequence, whole[name].exemplar_sequence)
+        assert torch.equal(sliced[name].exemplar_end, whole[name].exemplar_end)
+    close(sliced.mean_rollout, whole.mean_rollout)
+    close(sliced.activation_sample, whole.activation_sample)
+    for gate, saturation in (whole.gate_saturation or {}).items():
+        close(sliced.gate_saturation[gate], saturation)
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 2e-7), (torch.float64, 1e-15)])
