@@ -23,6 +23,7 @@ features, ``results`` holds what is returned.
 """
 
 import contextlib
+import dataclasses
 import inspect
 import numbers
 import os
@@ -38,7 +39,7 @@ from tensorboard_rnn_units.probe import Probe
 from tensorboard_rnn_units.results import UnitFeatures, WeightedFeatures
 from tensorboard_rnn_units.sums import Sums
 from tensorboard_rnn_units.validation import check_int
-from tensorboard_rnn_units.windows import Inputs, WindowWalker, process_shard, roll_out
+from tensorboard_rnn_units.windows import Inputs, WindowWalker, feedback_draws, process_shard, roll_out
 
 __all__ = ["CONTEXTS", "FEEDBACKS", "UnitFeatures", "WeightedFeatures", "compute_unit_features"]
 
@@ -197,13 +198,16 @@ def compute_unit_features(
                     sums.candidates([batch.signal])
             for name in quantiles:
                 sums.thresholds[name] = sums.threshold(name, top_fraction)
-        slice_rows = _slice_rows(stepper, device, dtype)
-        for batch in (part for whole in batches for part in whole.slices(slice_rows)):
+        slice_rows = _slice_rows(stepper, device)
+        wholes = (_with_feedback_draws(whole, feedback, rollout, probe) for whole in batches)
+        for batch in (part for whole in wholes for part in whole.slices(slice_rows)):
             predictions, (weights, rows) = None, sums.weigh(batch)
             if rollout > 0:
                 if rows is None or rows.numel():
-                    state = batch.state if rows is None else tuple(s[rows] for s in batch.state)
-                    predictions = roll_out(stepper, readout, state, rollout, inputs, signal, feedback)
+                    pick = (lambda t: t) if rows is None else (lambda t: None if t is None else t[rows])
+                    state = tuple(pick(s) for s in batch.state)
+                    predictions = roll_out(stepper, readout, state, rollout, inputs, signal, feedback,
+                                           pick(batch.draws))
             sums.add(batch, walker.windows(batch), predictions, weights, rows)
         return sums.result(probe, signal, stepper, context, top_fraction)
 
@@ -221,12 +225,23 @@ CPU_SLICE_BYTES = 2**20
 CPU_SLICE_MIN_ROWS = 1024
 
 
-def _slice_rows(model, device, dtype):
+def _with_feedback_draws(batch, feedback, rollout, probe):
+    """``batch`` with the draws that sample its rollouts' fed-back tokens, when they are sampled."""
+    if feedback != "sample" or rollout < 2:
+        return batch
+    return dataclasses.replace(batch, draws=feedback_draws(batch, rollout, probe.seed, probe.positions))
+
+
+def _slice_rows(model, device):
     """Windows per slice: ``CPU_SLICE_BYTES`` of state (at least ``CPU_SLICE_MIN_ROWS``) on a CPU, else unbounded."""
     if device.type != "cpu":
         return sys.maxsize
-    row_bytes = sum(s.shape[1] for s in model.initial_state(1)) * torch.empty((), dtype=dtype).element_size()
-    return max(CPU_SLICE_MIN_ROWS, CPU_SLICE_BYTES // row_bytes)
+    return max(CPU_SLICE_MIN_ROWS, CPU_SLICE_BYTES // max(1, _state_row_bytes(model)))
+
+
+def _state_row_bytes(model):
+    """Bytes of one window's state (any shape after the batch dim)."""
+    return sum(s[0].numel() * s.element_size() for s in model.initial_state(1))
 
 
 # Keep the first pass's batches (signals and states of every window) up to
@@ -236,10 +251,9 @@ KEEP_BYTES = 512 * 2**20
 
 def _state_bytes(probe, model, dtype, with_state):
     """Bytes the first pass's batches hold for every window: signals, gates and states."""
-    per_window = model.hidden_size * (1 + len(getattr(model, "gate_names", ())))
-    if with_state:
-        per_window += sum(s.shape[1] for s in model.initial_state(1))
-    return probe.num_windows * per_window * torch.empty((), dtype=dtype).element_size()
+    signals = model.hidden_size * (1 + len(getattr(model, "gate_names", ())))  # and gates
+    per_window = signals * torch.empty((), dtype=dtype).element_size() + (_state_row_bytes(model) if with_state else 0)
+    return probe.num_windows * per_window
 
 
 def _is_module_readout(readout):

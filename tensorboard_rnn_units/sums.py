@@ -58,8 +58,10 @@ class Largest:
     the candidates for the ``"top"``/``"bottom"`` thresholds (``k x H``
     memory, not the probe's). Kept unit-major: one unsorted ``topk`` along
     rows, then a sort of the ``k`` kept, is about twice as fast as down
-    columns; a large block of signals is first cut to each unit's values
-    above a sampled threshold (``_above_sampled_threshold``)."""
+    columns. Adds wait in ``pending`` until ``PENDING_ROWS`` rows (or a
+    read) and are then cut to candidates: for ``k`` under 64 (exemplars),
+    once ``k`` are kept, the values above each unit's k-th kept; else each
+    unit's values above a sampled threshold (``_above_sampled_threshold``)."""
 
     def __init__(self, k, units, sign, device, dtype, keyed):
         self.k, self.sign = k, sign
@@ -84,6 +86,8 @@ class Largest:
         (and not copied into one), of windows ``keys`` ``(B,)`` (when keyed).
         Small adds wait until ``PENDING_ROWS`` rows: one selection over them
         costs about what one over a few hundred rows does."""
+        if self.k == 0:  # no exemplars asked for
+            return
         self.pending += blocks
         if keys is not None:
             self.pending_keys.append(keys)
@@ -93,8 +97,7 @@ class Largest:
 
     def flush(self):
         """Merges the pending blocks into the kept values."""
-        if not self.pending or self.k == 0:  # nothing waits, or no exemplars asked for
-            self.pending, self.pending_keys, self.pending_rows = [], [], 0
+        if not self.pending:
             return
         blocks, keys = self.pending, None
         if self._keys is not None:
@@ -192,7 +195,7 @@ def _above_sampled_threshold(blocks, k, keyed):
     ``topk`` is as fast), when some unit's threshold leaves fewer than ``k``,
     or when one leaves over ``max(4 k, 1024)``: values tied at it (a dead
     unit's zeros) would make the block as wide as the probe."""
-    units, n = blocks[0].shape[1], sum(block.shape[0] for block in blocks)
+    n = sum(block.shape[0] for block in blocks)
     if k < 64 or n < 8 * k:
         return None
     generator = torch.Generator().manual_seed(0)
@@ -345,8 +348,8 @@ class Sums:
         windows some unit weighs (``weigh``); ``predictions`` are their rollouts."""
         signal = batch.signal.to(self.dtype)
         self.count += signal.shape[0]
-        high, low = signal.amax(0), signal.amin(0)  # NaN propagates: cheaper than isfinite over the batch
-        self.finite &= torch.isfinite(high).all() & torch.isfinite(low).all()
+        batch_max = signal.amax(0)  # with amin, NaN propagates: cheaper than isfinite over the batch
+        self.finite &= torch.isfinite(batch_max).all() & torch.isfinite(signal.amin(0)).all()
         if self.tokens:  # (B, L) tokens: row l * V + token of each window position
             windows = windows + self.token_offsets
             self.window_sum += torch.bincount(windows.flatten(), minlength=self.window_sum.numel())
@@ -354,7 +357,7 @@ class Sums:
             windows = windows.to(self.dtype)
             self.window_sum += windows.sum(0)
         self.signal_sum += signal.sum(0)
-        self.signal_max = torch.maximum(self.signal_max, high)
+        self.signal_max = torch.maximum(self.signal_max, batch_max)
         keys = self._keys(batch)
         sample_rows = self._in_sample(keys)
         inside = (sample_rows < self.sample_keys.numel()).nonzero().squeeze(1)  # a few windows, if any

@@ -74,6 +74,7 @@ class Batch:
     gates: Optional[torch.Tensor]  # (B, G, H) gate activations at the window's last step
     data: torch.Tensor  # the sequences s0.. the windows come from, on the model's device
     s0: int
+    draws: Optional[torch.Tensor] = None  # (B, R - 1) uniforms for sampled feedback (``feedback_draws``)
 
     def slices(self, rows):
         """The batch as consecutive batches of at most ``rows`` windows."""
@@ -81,7 +82,17 @@ class Batch:
             part = lambda t: None if t is None else t[a : a + rows]
             yield Batch(part(self.sequence), part(self.position), part(self.signal),
                         None if self.state is None else tuple(part(s) for s in self.state),
-                        part(self.gates), self.data, self.s0)
+                        part(self.gates), self.data, self.s0, part(self.draws))
+
+
+def feedback_draws(batch, steps, seed, positions):
+    """``(B, steps - 1)`` uniforms in [0, 1) that sample the fed-back tokens of
+    the batch's rollouts: seeded by the probe's ``seed`` and the batch's first
+    window, so the same windows draw the same whatever the slices, ranks or
+    other batches."""
+    first = int(batch.sequence[0]) * positions + int(batch.position[0])
+    generator = torch.Generator(batch.signal.device).manual_seed((seed * 1_000_003 + first) % 2**63)
+    return torch.rand(batch.signal.shape[0], max(steps - 1, 0), generator=generator, device=batch.signal.device)
 
 
 class WindowWalker:
@@ -196,11 +207,11 @@ class WindowWalker:
                     gates, data, s0)
 
 
-def roll_out(model, readout, state, steps, inputs, signal, feedback):
+def roll_out(model, readout, state, steps, inputs, signal, feedback, draws=None):
     """``(B, R * D)`` predictions after each window (token probes: the
-    readout's softmax), each fed back as ``feedback`` says."""
+    readout's softmax), each fed back as ``feedback`` says (``"sample"``:
+    the token whose cumulative probability first reaches ``draws[:, r]``)."""
     predictions = []
-    generator = torch.Generator(state[0].device).manual_seed(inputs.seed) if feedback == "sample" else None
     step = getattr(model, "rollout_step", model.step)
     for r in range(steps):
         top = model.readout_input(state)
@@ -229,7 +240,9 @@ def roll_out(model, readout, state, steps, inputs, signal, feedback):
             if feedback == "argmax":
                 token = y.argmax(1)
             else:
-                token = torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
+                cumulative = probabilities.cumsum(1)
+                token = torch.searchsorted(cumulative, draws[:, r].contiguous()[:, None]).squeeze(1)
+                token = token.clamp_max(cumulative.shape[1] - 1)  # a draw above a sum rounded below 1
             fed = inputs.token_inputs(token)
         state, _ = step(fed, state, signal)
     return torch.stack(predictions, 1).reshape(top.shape[0], -1)

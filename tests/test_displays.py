@@ -272,3 +272,51 @@ def test_a_missing_or_short_probe_file_is_a_404_naming_the_step(tmp_path):
     probe_file.unlink()
     response = support.python_loader_client(tmp_path).get(query)
     assert response.status_code == 404 and "its probe file" in response.get_data(as_text=True)
+
+
+class _Echo:
+    """A StepModel whose state is the token it was fed (one-hot)."""
+
+    input_size = hidden_size = len(VOCAB)
+    signals = ("hidden",)
+
+    def initial_state(self, batch_size):
+        return (torch.zeros(batch_size, len(VOCAB)),)
+
+    def step(self, x, state, signal):
+        return (x,), x
+
+    def readout_input(self, state):
+        return state[0]
+
+
+def test_sampled_feedback_draws_tokens_with_the_readouts_probabilities():
+    """The first prediction is fixed probabilities p; the second echoes the token drawn from them:
+    over thousands of windows its mean is p."""
+    p = torch.tensor([0.05, 0.1, 0.15, 0.2, 0.2, 0.3])
+    calls = [0]
+
+    def readout(h):  # odd calls: p's logits; even calls: the fed token, sharply
+        calls[0] += 1
+        return p.log().expand(len(h), -1) if calls[0] % 2 else 50 * h
+
+    probe = rnn_units.Probe(_tokens(n=600), window=3, vocab=VOCAB)
+    features = rnn_units.compute_unit_features(_Echo(), probe, readout=readout, rollout=2, feedback="sample")
+    torch.testing.assert_close(features.mean_rollout[0], p.double(), rtol=0, atol=1e-6)
+    drawn = features.mean_rollout[1]
+    assert (drawn - p).abs().max() < 4 * (p * (1 - p) / features.num_windows).sqrt().max(), (drawn, p)
+
+
+def test_sampled_feedback_is_the_same_in_cpu_slices(monkeypatch):
+    from tensorboard_rnn_units import features as features_module
+
+    probe = rnn_units.Probe(_tokens(n=200), window=3, vocab=VOCAB, embed=nn.Embedding(len(VOCAB), 4))
+    gru, head = nn.GRU(4, 5, batch_first=True), nn.Linear(5, len(VOCAB))
+    run = lambda: rnn_units.compute_unit_features(gru, probe, readout=head, rollout=4, feedback="sample")
+    whole = run()
+    monkeypatch.setattr(features_module, "CPU_SLICE_MIN_ROWS", 7)
+    monkeypatch.setattr(features_module, "CPU_SLICE_BYTES", 1)
+    sliced = run()
+    for name in ("top", "relu"):  # float32 products round differently over fewer rows; the draws are the same
+        torch.testing.assert_close(sliced[name].rollout, whole[name].rollout, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sliced.mean_rollout, whole.mean_rollout, rtol=1e-5, atol=1e-6)

@@ -496,3 +496,34 @@ def test_fast_tanh_agrees_with_torch_tanh(dtype, tolerance):
     special = torch.tensor([0.0, 50.0, -50.0, float("inf"), -float("inf")], dtype=dtype)
     assert torch.equal(fast_tanh(special), torch.tensor([0.0, 1.0, -1.0, 1.0, -1.0], dtype=dtype))
     assert fast_tanh(torch.tensor([float("nan")], dtype=dtype)).isnan().all()
+
+
+def test_a_step_model_with_a_per_window_counter_in_its_state():
+    """The protocol's state is any tensors with the batch on dim 0: a (B,) step counter beside (B, H)."""
+
+    class Counting(SigmoidRNN):
+        def initial_state(self, batch_size):
+            return (*super().initial_state(batch_size), torch.zeros(batch_size, dtype=torch.float64))
+
+        def step(self, x, state, signal):
+            (h,), pre = super().step(x, state[:1], signal)
+            return (h, state[1] + 1), pre
+
+    torch.manual_seed(0)
+    model = Counting(D, H)
+    x, _ = _data()
+    probe = rnn_units.Probe(x, L)
+    plain = SigmoidRNN(D, H)
+    plain.load_state_dict(model.state_dict())
+    for weighting in ("relu", "top"):
+        got = rnn_units.compute_unit_features(model, probe, weighting=weighting)
+        expected = rnn_units.compute_unit_features(plain, probe, weighting=weighting)
+        torch.testing.assert_close(got[weighting].average, expected[weighting].average)
+
+
+def test_fast_tanh_leaves_half_precision_to_torch_tanh():
+    from tensorboard_rnn_units.cells import fast_tanh
+
+    for dtype in (torch.float16, torch.bfloat16):
+        x = torch.tensor([3e-4, -1e-3, 0.5, 5.0], dtype=dtype)
+        assert torch.equal(fast_tanh(x), torch.tanh(x))
