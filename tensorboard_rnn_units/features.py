@@ -202,12 +202,12 @@ def compute_unit_features(
         wholes = (_with_feedback_draws(whole, feedback, rollout, probe) for whole in batches)
         for batch in (part for whole in wholes for part in whole.slices(slice_rows)):
             predictions, (weights, rows) = None, sums.weigh(batch)
-            if rollout > 0:
-                if rows is None or rows.numel():
-                    pick = (lambda t: t) if rows is None else (lambda t: None if t is None else t[rows])
-                    state = tuple(pick(s) for s in batch.state)
-                    predictions = roll_out(stepper, readout, state, rollout, inputs, signal, feedback,
-                                           pick(batch.draws))
+            if rollout > 0 and (rows is None or rows.numel()):
+                state, draws = batch.state, batch.draws
+                if rows is not None:  # only the windows some unit weighs
+                    state = tuple(s[rows] for s in state)
+                    draws = None if draws is None else draws[rows]
+                predictions = roll_out(stepper, readout, state, rollout, inputs, signal, feedback, draws)
             sums.add(batch, walker.windows(batch), predictions, weights, rows)
         return sums.result(probe, signal, stepper, context, top_fraction)
 
