@@ -99,13 +99,13 @@ class Largest:
         """Merges the pending blocks into the kept values."""
         if not self.pending:
             return
+        keyed, full = self._keys is not None, self._values.shape[1] == self.k
         blocks, keys = self.pending, None
-        if self._keys is not None:
+        if keyed:
             keys = self.pending_keys[0] if len(self.pending_keys) == 1 else torch.cat(self.pending_keys)
         self.pending, self.pending_keys, self.pending_rows = [], [], 0
         if self.sign < 0:
             blocks = [-block for block in blocks]
-        keyed, full = self._keys is not None, self._values.shape[1] == self.k
         if full and self.k < 64:
             # Few kept (exemplars): only values above a unit's k-th kept can enter, usually a handful.
             found, counts = _above(blocks, self._values[:, -1], at=False)
@@ -116,7 +116,7 @@ class Largest:
             values, rows = (blocks[0] if len(blocks) == 1 else torch.cat(blocks)).T, None
             if keyed:  # each unit's k largest first: keys for those, not (H, B) of them
                 values, rows = values.topk(min(self.k, values.shape[1]), dim=1, sorted=False)
-        if self._keys is not None:
+        if keyed:
             keys = keys[rows]
         self._merge(values, keys)
 
@@ -229,7 +229,7 @@ def _above(blocks, threshold, at):
 def _unit_major(row, unit, value, counts, keyed):
     """``(values, rows)`` ``(H, m)`` of ``_above``'s signals, each unit's in a
     row padded with -inf (``m`` its largest count); ``rows`` None unless ``keyed``."""
-    units, width = len(counts), int(counts.max()) if len(counts) else 0
+    units, width = len(counts), int(counts.max())
     unit, by_unit = torch.sort(unit, stable=True)
     slot = torch.arange(unit.numel(), device=unit.device) - (counts.cumsum(0) - counts)[unit]
     values = value.new_full((units, width), -torch.inf)

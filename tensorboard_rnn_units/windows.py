@@ -92,7 +92,7 @@ def feedback_draws(batch, steps, seed, positions):
     other batches."""
     first = int(batch.sequence[0]) * positions + int(batch.position[0])
     generator = torch.Generator(batch.signal.device).manual_seed((seed * 1_000_003 + first) % 2**63)
-    return torch.rand(batch.signal.shape[0], max(steps - 1, 0), generator=generator, device=batch.signal.device)
+    return torch.rand(batch.signal.shape[0], steps - 1, generator=generator, device=batch.signal.device)
 
 
 class WindowWalker:
