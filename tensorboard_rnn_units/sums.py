@@ -393,19 +393,21 @@ class Sums:
         for name in self.weightings:
             sums = self.by_weighting[name]
             w = weights[name] if rows is None else weights[name][rows]
+            active = count_positive(w)
+            sums["active"] += active
+            products = [] if self.tokens else [("average", windows)]
+            if predictions is not None:
+                products.append(("rollout", predictions))
+            for key, product in zip((key for key, _ in products), weighted_sums(w, active, [v for _, v in products])):
+                sums[key] += product
             if self.tokens:
                 for column in windows.T:  # one index_add per window position, not a one-hot product
                     sums["average"].index_add_(0, column, w.to(sums["average"].dtype))
-            else:
-                sums["average"] += windows.T @ w
-            if predictions is not None:
-                sums["rollout"] += predictions.T @ w
             # Weights and their squares in the accumulator's precision: in float32, w * w
             # underflows (w < 1e-19) or overflows (w > 1e19) and the ESS leaves [0, 1].
             wide = w.to(sums["weight"].dtype)
             sums["weight"] += wide.sum(0)
             sums["weight_sq"] += (wide * wide).sum(0)
-            sums["active"] += count_positive(w)
             sums["position"] += sum_by(w, position, sums["position"].shape[0])
             if classes is not None:
                 sums["class"] += sum_by(w, classes, sums["class"].shape[0])
@@ -546,6 +548,26 @@ def count_positive(w):
     counting ``w > 0`` (an int64 reduction)."""
     signs = torch.sign(w)
     return signs.sum(0) if w.shape[0] <= 2**24 else signs.sum(0, dtype=torch.float64)
+
+
+# On a CPU, weights with at most this share positive ("top" and "bottom" keep
+# about top_fraction of each unit's windows) are summed as a sparse product:
+# at 2% positive, two products took 1.4 ms where dense ones took 4.3 ms.
+SPARSE_SHARE = 1 / 16
+
+
+def weighted_sums(w, active, values):
+    """``[v.T @ w for v in values]``, ``(F_i, H)`` for each ``(B, F_i)`` ``v``,
+    from weights ``w`` ``(B, H)`` with ``active`` ``(H,)`` positive per unit:
+    on a CPU, when few are positive, through one sparse ``(H, B)`` matrix."""
+    if not values:
+        return []
+    if w.device.type != "cpu" or float(active.sum()) > SPARSE_SHARE * w.numel():
+        return [v.T @ w for v in values]
+    unit, row = w.T.nonzero(as_tuple=True)  # by unit, then row: already coalesced
+    sparse = torch.sparse_coo_tensor(torch.stack([unit, row]), w[row, unit], w.T.shape,
+                                     is_coalesced=True, check_invariants=False)
+    return [torch.sparse.mm(sparse, v).T for v in values]
 
 
 def sum_by(w, index, groups):

@@ -487,6 +487,40 @@ def test_cpu_slices_equal_whole_batches(kind, monkeypatch):
         close(sliced.gate_saturation[gate], saturation)
 
 
+@pytest.mark.parametrize("weighting", ["top", ("top", "relu", "bottom")])
+def test_sparse_weighted_sums_equal_dense_ones(weighting, monkeypatch):
+    """On a CPU, sparse weights ("top" keeps a few windows a unit) are summed through a sparse matrix:
+    the same averages and rollouts as dense products, with every window rolled out or only the weighed."""
+    from tensorboard_rnn_units import sums
+
+    model, head = _model("gru"), _readout()
+    probe = rnn_units.Probe(_data()[0], L)
+    run = lambda: rnn_units.compute_unit_features(model, probe, readout=head, rollout=R, weighting=weighting,
+                                                  top_fraction=0.05)
+    monkeypatch.setattr(sums, "SPARSE_SHARE", 0.0)  # dense whenever a weight is positive
+    dense = run()
+    monkeypatch.setattr(sums, "SPARSE_SHARE", 1.0)  # always sparse
+    sparse = run()
+    for name in dense.weighted:
+        for field in ("average", "rollout", "active_fraction", "effective_sample_size"):
+            torch.testing.assert_close(getattr(sparse[name], field), getattr(dense[name], field), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(sparse.mean_rollout, dense.mean_rollout, rtol=1e-5, atol=1e-7)
+
+
+def test_weighted_sums_picks_sparse_products_only_for_mostly_zero_weights():
+    from tensorboard_rnn_units.sums import SPARSE_SHARE, count_positive, weighted_sums
+
+    torch.manual_seed(0)
+    values = [torch.randn(500, 7), torch.randn(500, 3)]
+    for share in (SPARSE_SHARE / 2, 0.5):
+        w = torch.rand(500, 11) * (torch.rand(500, 11) < share)
+        got = weighted_sums(w, count_positive(w), values)
+        assert [g.shape for g in got] == [(7, 11), (3, 11)]
+        for g, v in zip(got, values):
+            torch.testing.assert_close(g, v.T @ w, rtol=1e-5, atol=1e-6)
+    assert weighted_sums(w, count_positive(w), []) == []
+
+
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 2e-7), (torch.float64, 1e-15)])
 def test_fast_tanh_agrees_with_torch_tanh(dtype, tolerance):
     from tensorboard_rnn_units.cells import fast_tanh
