@@ -333,6 +333,7 @@ def test_sparse_weighted_token_rollouts_equal_dense_ones(monkeypatch):
     monkeypatch.setattr(sums, "SPARSE_SHARE", 0.0)
     dense = run()
     monkeypatch.setattr(sums, "SPARSE_SHARE", 1.0)
+    monkeypatch.setattr(sums, "SPARSE_COLUMNS", 0)
     sparse = run()
     for name in ("top", "bottom"):
         torch.testing.assert_close(sparse[name].average, dense[name].average, rtol=1e-6, atol=1e-8)

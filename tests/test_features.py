@@ -500,6 +500,7 @@ def test_sparse_weighted_sums_equal_dense_ones(weighting, monkeypatch):
     monkeypatch.setattr(sums, "SPARSE_SHARE", 0.0)  # dense whenever a weight is positive
     dense = run()
     monkeypatch.setattr(sums, "SPARSE_SHARE", 1.0)  # always sparse
+    monkeypatch.setattr(sums, "SPARSE_COLUMNS", 0)
     sparse = run()
     for name in dense.weighted:
         for field in ("average", "rollout", "active_fraction", "effective_sample_size"):
@@ -507,17 +508,19 @@ def test_sparse_weighted_sums_equal_dense_ones(weighting, monkeypatch):
     torch.testing.assert_close(sparse.mean_rollout, dense.mean_rollout, rtol=1e-5, atol=1e-7)
 
 
-def test_weighted_sums_picks_sparse_products_only_for_mostly_zero_weights():
-    from tensorboard_rnn_units.sums import SPARSE_SHARE, count_positive, weighted_sums
+def test_weighted_sums_equal_dense_products_sparse_or_not():
+    """Narrow or wide products, few or many positive weights: each path gives v.T @ w."""
+    from tensorboard_rnn_units.sums import SPARSE_COLUMNS, SPARSE_SHARE, count_positive, weighted_sums
 
     torch.manual_seed(0)
-    values = [torch.randn(500, 7), torch.randn(500, 3)]
-    for share in (SPARSE_SHARE / 2, 0.5):
-        w = torch.rand(500, 11) * (torch.rand(500, 11) < share)
-        got = weighted_sums(w, count_positive(w), values)
-        assert [g.shape for g in got] == [(7, 11), (3, 11)]
-        for g, v in zip(got, values):
-            torch.testing.assert_close(g, v.T @ w, rtol=1e-5, atol=1e-6)
+    for columns in ((7, 3), (SPARSE_COLUMNS, 5)):
+        values = [torch.randn(500, c) for c in columns]
+        for share in (SPARSE_SHARE / 2, 0.5):
+            w = torch.rand(500, 11) * (torch.rand(500, 11) < share)
+            got = weighted_sums(w, count_positive(w), values)
+            assert [g.shape for g in got] == [(c, 11) for c in columns]
+            for g, v in zip(got, values):
+                torch.testing.assert_close(g, v.T @ w, rtol=1e-5, atol=1e-6)
     assert weighted_sums(w, count_positive(w), []) == []
 
 
