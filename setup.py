@@ -24,7 +24,8 @@ setup(
     ],
     extras_require={
         "demo": ["scikit-learn>=1.0", "tqdm>=4.0"],
-        "test": ["pytest>=7", "playwright>=1.40", "scikit-learn>=1.0", "tqdm>=4.0", "tensorboardX>=2.6", "hypothesis>=6"],
+        "test": ["pytest>=7", "playwright>=1.40", "scikit-learn>=1.0", "tqdm>=4.0", "tensorboardX>=2.6", "hypothesis>=6",
+                 "threadpoolctl>=3"],
     },
     entry_points={
         "tensorboard_plugins": [

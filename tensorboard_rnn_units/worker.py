@@ -72,7 +72,7 @@ def submit(writer, tag, global_step, job, marks):
     CUDA events ``marks`` (``snapshot``'s) are reached; a ``Future`` of its result."""
     queue = _queue(writer)
     queue.settle(MAX_PENDING - 1)
-    future = queue.executor.submit(_in_worker, job, marks)
+    future = queue.executor.submit(_in_worker, job, marks, torch.get_num_threads())
     future.rnn_units_step = (tag, global_step)
     queue.futures.append(future)
     return future
@@ -87,8 +87,12 @@ def settle(writer, keep=0):
         queue.settle(keep)
 
 
-def _in_worker(job, marks):
+def _in_worker(job, marks, threads):
     state.active = True
+    # The caller's torch thread count (torch.get_num_threads() is the calling thread's). torch
+    # applies a count to a new thread once, at its first parallel kernel: without this, a count
+    # the training thread changed after the worker started would not reach the worker.
+    torch.set_num_threads(threads)
     for device, event in marks:
         torch.cuda.current_stream(device).wait_event(event)
     return job()

@@ -210,3 +210,32 @@ rnn_units.add_rnn_units(writer, "u", nn.GRU(3, 8, batch_first=True), probe, read
 def test_no_exemplars(tmp_path):
     features = rnn_units.compute_unit_features(Model().rnn, _probe(), exemplars=0, weighting=("top", "relu", "bottom"))
     assert features["top"].exemplar_sequence.shape == (8, 0) and features["bottom"].exemplar_signal.shape == (8, 0)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="on one core every thread's OpenMP team has one thread anyway")
+def test_the_worker_follows_torch_set_num_threads_changed_after_it_started(tmp_path):
+    """torch applies the thread count to a thread once, at its first parallel kernel: a worker
+    started with two threads would keep them after the training thread asked for one."""
+    import threadpoolctl
+
+    torch_lib = os.path.dirname(torch.__file__)
+    seen = []
+
+    class Recording(Model):
+        def readout(self, hidden):
+            seen.extend(pool["num_threads"] for pool in threadpoolctl.threadpool_info()
+                        if pool["user_api"] == "openmp" and pool["filepath"].startswith(torch_lib))
+            return super().readout(hidden)
+
+    previous = torch.get_num_threads()
+    try:
+        with SummaryWriter(str(tmp_path)) as writer:
+            torch.set_num_threads(2)
+            _log(writer, Recording(), _probe(), 0, background=True).result()
+            assert set(seen) == {2}, seen
+            seen.clear()
+            torch.set_num_threads(1)
+            _log(writer, Recording(), _probe(), 1, background=True).result()
+            assert set(seen) == {1}, seen
+    finally:
+        torch.set_num_threads(previous)
