@@ -395,10 +395,10 @@ class Sums:
             w = weights[name] if rows is None else weights[name][rows]
             active = count_positive(w)
             sums["active"] += active
-            products = [] if self.tokens else [("average", windows)]
+            products = {} if self.tokens else {"average": windows}  # token windows add by index, below
             if predictions is not None:
-                products.append(("rollout", predictions))
-            for key, product in zip((key for key, _ in products), weighted_sums(w, active, [v for _, v in products])):
+                products["rollout"] = predictions
+            for key, product in zip(products, weighted_sums(w, active, list(products.values()))):
                 sums[key] += product
             if self.tokens:
                 for column in windows.T:  # one index_add per window position, not a one-hot product
