@@ -1,8 +1,10 @@
 """What logging the units adds to each demo's training wall time.
 
 Runs the demo's own ``main`` in-process (``python -m demo``'s code, its
-default settings unless told otherwise) three times per repeat,
-interleaved: with the demo's logging as it is (in the background,
+default settings unless told otherwise) three times per repeat, after one
+logged warm-up run that is not counted,
+interleaved in an order rotated from repeat to repeat: with the demo's
+logging as it is (in the background,
 ``add_rnn_units(..., background=True)``), with
 ``tensorboard_rnn_units.add_rnn_units`` replaced by a stub that returns the
 features of the run before (so nothing after training notices), and with
@@ -124,16 +126,22 @@ MODES = {"background": [], "in the loop": ["--no-background"]}
 
 def measure(data, extra, repeat):
     """Per repeat, interleaved: a run with each of ``MODES``' logging and one
-    without (between them); each mode's ``(wall, cpu, time in add_rnn_units,
-    logged steps)`` and the runs without."""
+    without, in an order rotated from repeat to repeat (a run's place in
+    the sequence must not favour one kind); each mode's ``(wall, cpu, time
+    in add_rnn_units, logged steps)`` and the runs without."""
     argv = ["--data", data, *extra]
+    # The stub returns a logged run's last features (a Future, as the demo's default background
+    # logging returns), so that nothing after training notices.
+    last = run_demo([*argv, *MODES["background"]], stub=False)[2].last
+    kinds = [None, *MODES]  # None: without logging
     without, runs = [], {mode: [] for mode in MODES}
-    for _ in range(repeat):
-        for mode, flags in MODES.items():
-            wall, cpu, logged = run_demo([*argv, *flags], stub=False)
-            runs[mode].append((wall, cpu, logged.log_seconds, logged.calls))
-            if len(without) < len(runs["background"]):  # the stub returns this run's last features
-                without.append(run_demo(argv, stub=True, features=logged.last)[:2])
+    for i in range(repeat):
+        for kind in kinds[i % len(kinds):] + kinds[: i % len(kinds)]:
+            if kind is None:
+                without.append(run_demo(argv, stub=True, features=last)[:2])
+                continue
+            wall, cpu, logged = run_demo([*argv, *MODES[kind]], stub=False)
+            runs[kind].append((wall, cpu, logged.log_seconds, logged.calls))
     return {"data": data, "without": without, "runs": runs}
 
 
