@@ -239,3 +239,24 @@ def test_the_worker_follows_torch_set_num_threads_changed_after_it_started(tmp_p
             assert set(seen) == {1}, seen
     finally:
         torch.set_num_threads(previous)
+
+
+def test_a_running_step_shortens_pythons_switch_interval_and_restores_it(tmp_path):
+    """The worker's pure-Python stretches would stall the training loop for up to the switch
+    interval (5 ms by default) each time it wants the GIL; while a step runs it is at most 0.5 ms."""
+    from tensorboard_rnn_units import worker
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.01)
+    try:
+        with SummaryWriter(str(tmp_path)) as writer:
+            started, release = _held()
+            future = _log(writer, Model(), _probe(), 0, background=True)
+            assert started.wait(30)
+            during = sys.getswitchinterval()
+            release.set()
+            future.result()
+        assert during == pytest.approx(worker.SWITCH_INTERVAL)
+        assert sys.getswitchinterval() == pytest.approx(0.01)
+    finally:
+        sys.setswitchinterval(previous)
