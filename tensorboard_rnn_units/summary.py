@@ -202,7 +202,9 @@ def add_rnn_units(
     or methods of one, not functions that would read the live model), so
     training goes on meanwhile: on a CPU, give torch fewer threads than
     cores (``torch.set_num_threads``) to leave the worker one (the worker
-    computes with the calling thread's count as of each call). Steps are
+    computes with the calling thread's count as of each call, and while it
+    runs Python's switch interval is at most 0.5 ms, so that its Python
+    stalls the training loop only briefly). Steps are
     written in call order, at most two per writer pending (a third call
     waits); the writer's ``flush()`` and ``close()`` wait for them. A
     step's error is raised by its ``Future`` and, once, by the next call
