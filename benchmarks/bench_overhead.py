@@ -2,9 +2,8 @@
 
 Runs the demo's own ``main`` in-process (``python -m demo``'s code, its
 default settings unless told otherwise) three times per repeat, after one
-logged warm-up run that is not counted,
-interleaved in an order rotated from repeat to repeat: with the demo's
-logging as it is (in the background,
+logged warm-up run that is not counted, in an order rotated from repeat
+to repeat: with the demo's logging as it is (in the background,
 ``add_rnn_units(..., background=True)``), with
 ``tensorboard_rnn_units.add_rnn_units`` replaced by a stub that returns the
 features of the run before (so nothing after training notices), and with

@@ -400,12 +400,12 @@ class Sums:
                 products["rollout"] = predictions
             for key, product in zip(products, weighted_sums(w, active, list(products.values()))):
                 sums[key] += product
-            if self.tokens:
-                for column in windows.T:  # one index_add per window position, not a one-hot product
-                    sums["average"].index_add_(0, column, w.to(sums["average"].dtype))
-            # Weights and their squares in the accumulator's precision: in float32, w * w
+            # Weights (and their squares) in the accumulators' precision: in float32, w * w
             # underflows (w < 1e-19) or overflows (w > 1e19) and the ESS leaves [0, 1].
             wide = w.to(sums["weight"].dtype)
+            if self.tokens:
+                for column in windows.T:  # one index_add per window position, not a one-hot product
+                    sums["average"].index_add_(0, column, wide)
             sums["weight"] += wide.sum(0)
             sums["weight_sq"] += (wide * wide).sum(0)
             sums["position"] += sum_by(w, position, sums["position"].shape[0])
