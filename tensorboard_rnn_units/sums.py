@@ -570,9 +570,10 @@ def weighted_sums(w, active, values):
     if w.device.type != "cpu" or sum(v.shape[1] for v in values) < SPARSE_COLUMNS \
             or float(active.sum()) > SPARSE_SHARE * w.numel():
         return [v.T @ w for v in values]
-    unit, row = w.T.nonzero(as_tuple=True)  # by unit, then row: already coalesced
-    sparse = torch.sparse_coo_tensor(torch.stack([unit, row]), w[row, unit], w.T.shape,
-                                     is_coalesced=True, check_invariants=False)
+    # Converted from the dense weights, not built from indices: torch warns about
+    # unchecked invariants for sparse_coo_tensor (2.11 with check_invariants=False,
+    # 2.13 without it), and the conversion costs the same.
+    sparse = w.T.to_sparse()
     return [torch.sparse.mm(sparse, v).T for v in values]
 
 

@@ -508,8 +508,10 @@ def test_sparse_weighted_sums_equal_dense_ones(weighting, monkeypatch):
     torch.testing.assert_close(sparse.mean_rollout, dense.mean_rollout, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.filterwarnings("error")
 def test_weighted_sums_equal_dense_products_sparse_or_not():
-    """Narrow or wide products, few or many positive weights: each path gives v.T @ w."""
+    """Narrow or wide products, few or many positive weights: each path gives v.T @ w, without a warning
+    (torch warns about sparse matrices built from indices without checks)."""
     from tensorboard_rnn_units.sums import SPARSE_COLUMNS, SPARSE_SHARE, count_positive, weighted_sums
 
     torch.manual_seed(0)
