@@ -153,6 +153,45 @@ def test_two_gloo_processes_equal_one_and_split_the_work(tmp_path):
     assert not (tmp_path / "rank1" / "plugins").exists()
 
 
+class _CountingStarts:
+    """A StepModel around ``inner`` that records the batch size of every zero state asked for."""
+
+    def __init__(self, inner):
+        self.inner, self.starts = inner, []
+        self.input_size, self.hidden_size, self.signals = inner.input_size, inner.hidden_size, inner.signals
+
+    def initial_state(self, batch_size):
+        self.starts.append(batch_size)
+        return self.inner.initial_state(batch_size)
+
+    def step(self, x, state, signal):
+        return self.inner.step(x, state, signal)
+
+    def readout_input(self, state):
+        return self.inner.readout_input(state)
+
+
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")),
+])
+def test_default_batches_are_8192_windows_on_a_cpu_and_64_MB_of_state_on_a_gpu(device):
+    """On a GPU a small layer's batches of 8,192 windows leave it waiting on kernel launches: by
+    default a GPU batch holds about 64 MB of state (99,273 windows of 169 units), a CPU's 8,192."""
+    from tensorboard_rnn_units.cells import as_step_model
+    from tensorboard_rnn_units.features import _default_batch
+
+    rnn = nn.RNN(4, 169, batch_first=True)
+    assert _default_batch(as_step_model(rnn), torch.device("cpu")) == 8192
+    assert _default_batch(as_step_model(rnn), torch.device("cuda")) == 64 * 2**20 // (169 * 4) == 99_273
+    assert _default_batch(as_step_model(nn.RNN(4, 4096)), torch.device("cuda")) == 8192  # never fewer
+    model = _CountingStarts(as_step_model(rnn.to(device)))
+    probe = rnn_units.Probe(torch.rand(3000, 14, 4, generator=torch.Generator().manual_seed(0)), window=5)
+    rnn_units.compute_unit_features(model, probe, weighting="relu")  # 30,000 windows, 10 a sequence
+    groups = [n for n in model.starts if n > 1]  # one zero state per group of whole sequences
+    assert sum(groups) == 3000 and len(groups) == (4 if device == "cpu" else 1)  # 30,000 / 8,192 windows: 4
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("kind", ["rnn", "lstm_tokens", "gru_loader"])
 def test_cuda_equals_the_cpu(kind):
