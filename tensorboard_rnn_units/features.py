@@ -172,7 +172,8 @@ def compute_unit_features(
         raise ValueError(f"top_fraction: expected a number in (0, 1], got {top_fraction!r}")
     if context not in CONTEXTS:
         raise ValueError(f"context: expected one of {CONTEXTS}, got {context!r}")
-    batch_size = None if batch_size is None else check_int("batch_size", batch_size, 1)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, 1, hint=" or None (the device's default)")
     exemplars = check_int("exemplars", exemplars, 0)
 
     state = stepper.initial_state(1)[0]

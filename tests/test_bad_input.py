@@ -93,7 +93,7 @@ def _compute(rnn=None, probe=None, **kwargs):
         (dict(rollout=1, readout=nn.Linear(4, 3).double()), ValueError, r"readout: failed on a \(\d+, 4\) torch.float32 tensor on cpu \(the model's top-layer state\): "),
         (dict(top_fraction=0), ValueError, r"top_fraction: expected a number in \(0, 1\]"),
         (dict(context="suffix"), ValueError, r"context: expected one of"),
-        (dict(batch_size=0), ValueError, r"batch_size: expected an integer >= 1"),
+        (dict(batch_size=0), ValueError, r"batch_size: expected an integer >= 1 or None \(the device's default\)"),
         (dict(layer=1), ValueError, r"layer: expected an integer in -1..0 for a 1-layer RNN, got 1"),
         (dict(rnn=nn.GRU(3, 4), signal="preactivation"), ValueError, r"signal: GRU offers \('hidden',\)"),
         (dict(rnn=nn.LSTM(3, 4, bidirectional=True)), ValueError, r"rnn: bidirectional layers are not supported"),
