@@ -78,7 +78,8 @@ class StepModel(Protocol):
 # statistics; ``keep_gate`` names the gate whose mean gives the time constant.
 # Optional too: ``rollout_step(x, state, signal)``, used instead of ``step``
 # after the windows, where no signal is compared (``TorchRecurrent``'s uses
-# ``fast_tanh``).
+# ``fast_tanh``), and ``state_from_signal(signal)``: None, or a function
+# mapping that signal's ``(B, H)`` values at a step to the state after it.
 
 
 # StepModel's members, to name the ones a partial implementation lacks.
@@ -184,6 +185,18 @@ class TorchRecurrent:
 
     def readout_input(self, state):
         return state[self.num_layers - 1]
+
+    def state_from_signal(self, signal):
+        """A function of a step's ``signal`` values ``(B, H)`` giving the state
+        after that step, as ``step`` computes it, when they determine it (one
+        layer: RNN and GRU hidden states, or an RNN's pre-activation through
+        its nonlinearity); else None. ``"top"`` then keeps only the signals of
+        the windows it holds: half the memory, and no page faults for states."""
+        if self.num_layers != 1 or self.kind == "lstm":
+            return None
+        if signal == "hidden":
+            return lambda values: (values,)
+        return lambda values: (torch.relu(values) if self.relu else torch.tanh(values),)
 
 
 def fast_tanh(x):

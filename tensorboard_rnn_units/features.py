@@ -186,14 +186,20 @@ def compute_unit_features(
         walker = WindowWalker(stepper, inputs, probe, signal, context, batch_size, device, shard)
         sums = Sums(probe, tuple(weightings), stepper, rollout, exemplars, top_fraction, walker, device, dtype)
         batches = walker.batches(with_state=rollout > 0)
+        derive = None  # maps kept signals to the states after them, when they determine these
         quantiles = [name for name in weightings if name != "relu"]
         if quantiles:
             # A first pass finds the thresholds from each unit's largest (smallest) signals.
             # When every window's state fits in memory it is the only pass: its batches are kept
-            # (a loader's are not: its memory must not grow with the probe).
+            # (a loader's are not: its memory must not grow with the probe), without the states
+            # where the signals determine them.
+            if rollout > 0:
+                derive = getattr(stepper, "state_from_signal", lambda signal: None)(signal)
+            keep_states = rollout > 0 and derive is None
             keep = probe.loader is None and \
-                _state_bytes(probe, stepper, dtype, with_state=rollout > 0) / shard[1] <= KEEP_BYTES
-            first = walker.batches(with_state=rollout > 0 and keep)
+                _state_bytes(probe, stepper, dtype, with_state=keep_states) / shard[1] <= KEEP_BYTES
+            first = walker.batches(with_state=keep_states and keep)
+            derive = derive if keep else None
             if keep:  # one selection over every batch's signals, not one merge per batch
                 batches = list(first)
                 if batches:  # a rank can have none
@@ -208,10 +214,9 @@ def compute_unit_features(
         for batch in (part for whole in wholes for part in whole.slices(slice_rows)):
             predictions, (weights, rows) = None, sums.weigh(batch)
             if rollout > 0 and (rows is None or rows.numel()):
-                state, draws = batch.state, batch.draws
-                if rows is not None:  # only the windows some unit weighs
-                    state = tuple(s[rows] for s in state)
-                    draws = None if draws is None else draws[rows]
+                pick = (lambda t: t) if rows is None else (lambda t: t[rows])  # only the windows some unit weighs
+                state = derive(pick(batch.signal)) if derive else tuple(pick(s) for s in batch.state)
+                draws = None if batch.draws is None else pick(batch.draws)
                 predictions = roll_out(stepper, readout, state, rollout, inputs, signal, feedback, draws)
             sums.add(batch, walker.windows(batch), predictions, weights, rows)
         return sums.result(probe, signal, stepper, context, top_fraction)

@@ -245,3 +245,35 @@ def test_cuda_background_logging_from_a_side_stream_measures_the_model_at_the_ca
     for name in ("top", "relu"):
         torch.testing.assert_close(got[name].average, expected[name].average, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(got[name].rollout, expected[name].rollout, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind, signal", [("rnn_tanh", "preactivation"), ("rnn_relu", "preactivation"),
+                                          ("rnn_tanh", "hidden"), ("gru", "hidden"), ("lstm", "hidden"),
+                                          ("rnn_2_layers", "preactivation")])
+def test_top_keeps_only_signals_where_they_determine_the_state_with_the_same_results(kind, signal, monkeypatch):
+    """A one-layer RNN's or GRU's state is a function of its signal: "top" then keeps the
+    first pass's signals alone (half the memory) and derives the states it rolls out from
+    them, bit for bit what it gets from kept states. An LSTM's cell state or lower layers'
+    states are not determined: those are kept."""
+    from tensorboard_rnn_units import cells, windows
+
+    torch.manual_seed(4)
+    modules = {"rnn_tanh": lambda: nn.RNN(3, 12, batch_first=True),
+               "rnn_relu": lambda: nn.RNN(3, 12, nonlinearity="relu", batch_first=True),
+               "gru": lambda: nn.GRU(3, 12, batch_first=True), "lstm": lambda: nn.LSTM(3, 12, batch_first=True),
+               "rnn_2_layers": lambda: nn.RNN(3, 12, num_layers=2, batch_first=True)}
+    rnn, head = modules[kind](), nn.Linear(12, 3)
+    probe = rnn_units.Probe(torch.rand(200, 10, 3, generator=torch.Generator().manual_seed(0)), window=4)
+    run = lambda: rnn_units.compute_unit_features(rnn, probe, readout=head, rollout=3, signal=signal,
+                                                  weighting="top", top_fraction=0.05)
+    asked = []
+    batches = windows.WindowWalker.batches
+    monkeypatch.setattr(windows.WindowWalker, "batches",
+                        lambda self, with_state: asked.append(with_state) or batches(self, with_state))
+    derived = run()
+    determined = kind in ("rnn_tanh", "rnn_relu", "gru")
+    assert asked == [True, not determined]  # the main pass (never read: the first pass is kept), the first
+    monkeypatch.setattr(cells.TorchRecurrent, "state_from_signal", lambda self, signal: None)
+    kept = run()
+    for field in ("average", "rollout", "effective_sample_size", "exemplar_signal"):
+        assert torch.equal(getattr(derived["top"], field), getattr(kept["top"], field)), field
