@@ -20,7 +20,8 @@ depend on the weights.
   state over the window's prefix, a rollout, and a Python loop over units
   adding each one's weighted window and rollout. Timed on the first
   sequences' windows (checked equal to ours on those; the best of
-  ``--repeat`` runs) and scaled linearly to the whole probe. Target: ours
+  ``--repeat`` runs, interleaved with the others' steps) and scaled
+  linearly to the whole probe. Target: ours
   at least 100x faster.
 
 Times are the best of ``--repeat`` logged steps; bytes are what a step adds
@@ -177,7 +178,8 @@ def folder_bytes(path):
 
 def per_step(logs, repeat):
     """``[(best seconds of one logged step, bytes per step)]`` of each ``log(writer, step)``, each
-    into a fresh run; the repeats interleaved, so a busy spell on a shared machine hits all alike."""
+    into a fresh run; the repeats interleaved, so a busy spell on a shared machine hits all alike
+    (the loop too: it is one of the ``logs``, writing nothing)."""
     logdirs = [tempfile.mkdtemp(prefix="bench_alternatives_") for _ in logs]
     try:
         writers = [SummaryWriter(logdir) for logdir in logdirs]
@@ -245,11 +247,7 @@ def main():
     few_probe = rnn_units.Probe(few.cpu(), window=window)
     few_ours = rnn_units.compute_unit_features(model.rnn, few_probe, readout=model.readout, rollout=rollout,
                                                weighting="relu")["relu"]
-    loop_seconds = float("inf")
-    for _ in range(args.repeat):  # the best, as for the others
-        start = time.perf_counter()
-        loop_average, loop_rollout = loop_features(model, few, window, rollout)
-        loop_seconds = min(loop_seconds, (time.perf_counter() - start) * probe.num_windows / few_probe.num_windows)
+    loop_average, loop_rollout = loop_features(model, few, window, rollout)
     errors += [check_close("loop (average)", few_ours.average, loop_average),
                check_close("loop (rollout)", few_ours.rollout, loop_rollout)]
     print(f"same results: by hand and the loop equal ours (relu) to {max(errors):.1e} "
@@ -269,8 +267,11 @@ def main():
     ours_rows.append(("ours: add_rnn_units, relu only", "relu"))
     logs = [ours(weighting) for _, weighting in ours_rows]
     logs.append(lambda w, s: log_by_hand(w, model, x, window, rollout, s))
+    logs.append(lambda w, s: loop_features(model, few, window, rollout))  # timed on few sequences, writes nothing
     labels = [label for label, _ in ours_rows] + ["by hand (relu) + add_image of the grid"]
-    rows = [(label, *measured) for label, measured in zip(labels, per_step(logs, args.repeat))]
+    *measured, (loop_seconds, _) = per_step(logs, args.repeat)
+    loop_seconds *= probe.num_windows / few_probe.num_windows
+    rows = [(label, *m) for label, m in zip(labels, measured)]
     rows.append((f"loop: window by window, unit by unit (relu, scaled from {few_probe.num_windows} windows)",
                  loop_seconds, None))
     base_seconds, base_bytes = rows[0][1], rows[0][2]
