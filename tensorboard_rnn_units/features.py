@@ -212,13 +212,14 @@ def compute_unit_features(
         slice_rows = _slice_rows(stepper, device)
         wholes = (_with_feedback_draws(whole, feedback, rollout, probe) for whole in batches)
         for batch in (part for whole in wholes for part in whole.slices(slice_rows)):
-            predictions, (weights, rows) = None, sums.weigh(batch)
+            predictions, weighed = None, sums.weigh(batch)
+            rows = weighed.rows
             if rollout > 0 and (rows is None or rows.numel()):
                 pick = (lambda t: t) if rows is None else (lambda t: t[rows])  # only the windows some unit weighs
                 state = derive(pick(batch.signal)) if derive else tuple(pick(s) for s in batch.state)
                 draws = None if batch.draws is None else pick(batch.draws)
                 predictions = roll_out(stepper, readout, state, rollout, inputs, signal, feedback, draws)
-            sums.add(batch, walker.windows(batch), predictions, weights, rows)
+            sums.add(batch, walker.windows(batch), predictions, weighed)
         return sums.result(probe, signal, stepper, context, top_fraction)
 
 

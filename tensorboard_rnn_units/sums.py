@@ -241,6 +241,19 @@ def _unit_major(row, unit, value, counts, keyed):
     return values, rows
 
 
+@dataclasses.dataclass
+class Weighed:
+    """A batch's weights (``(B, H)`` per weighting) and which windows to roll
+    out and sum: all (``rows`` None) with ``"relu"``, else those some unit
+    weighs plus the activation sample's (for the mean rollout), as an index
+    tensor; with each window's key and activation-sample row (``Sums._in_sample``)."""
+
+    weights: dict
+    rows: Optional[torch.Tensor]
+    keys: torch.Tensor
+    sample_rows: torch.Tensor
+
+
 class Sums:
     """Running sums over window batches on the model's device, turned into
     ``UnitFeatures`` at the end.
@@ -321,18 +334,17 @@ class Sums:
         return Threshold.from_largest(largest.values, self.num_windows, fraction, sign)
 
     def weigh(self, batch):
-        """``(weights, rows)``: each weighting's ``(B, H)`` weights of a batch's
-        windows, and which windows some unit weighs, the only ones to roll out
-        and sum: all (``None``) with ``"relu"``; otherwise only those a unit
-        weighs, plus the activation sample's (for the mean rollout), as an index tensor."""
+        """The batch's ``Weighed``: its weights, and the windows to roll out and sum."""
         signal = batch.signal.to(self.dtype)
         weights = {name: self.thresholds[name].weights(signal) for name in self.weightings}
+        keys = self._keys(batch)
+        sample_rows = self._in_sample(keys)
         if "relu" in self.weightings:
-            return weights, None
-        weighed = self._in_sample(self._keys(batch)) < self.sample_keys.numel()
+            return Weighed(weights, None, keys, sample_rows)
+        weighed = sample_rows < self.sample_keys.numel()
         for w in weights.values():
             weighed |= w.amax(1) > 0
-        return weights, weighed.nonzero().squeeze(1)
+        return Weighed(weights, weighed.nonzero().squeeze(1), keys, sample_rows)
 
     def _keys(self, batch):
         """Each window's key, ``sequence * P + position``: its place among the probe's windows."""
@@ -343,9 +355,9 @@ class Sums:
         found = torch.searchsorted(self.sample_keys, keys).clamp_max(len(self.sample_keys) - 1)
         return torch.where(self.sample_keys[found] == keys, found, len(self.sample_keys))  # no device sync
 
-    def add(self, batch, windows, predictions, weights, rows=None):
-        """Adds a batch with its ``weights`` and ``rows`` (``None``: all), the
-        windows some unit weighs (``weigh``); ``predictions`` are their rollouts."""
+    def add(self, batch, windows, predictions, weighed):
+        """Adds a batch, ``weighed`` by ``weigh``; ``predictions`` are the rollouts of its ``rows``."""
+        weights, rows, keys, sample_rows = weighed.weights, weighed.rows, weighed.keys, weighed.sample_rows
         signal = batch.signal.to(self.dtype)
         self.count += signal.shape[0]
         batch_max = signal.amax(0)  # with amin, NaN propagates: cheaper than isfinite over the batch
@@ -358,8 +370,6 @@ class Sums:
             self.window_sum += windows.sum(0)
         self.signal_sum += signal.sum(0)
         self.signal_max = torch.maximum(self.signal_max, batch_max)
-        keys = self._keys(batch)
-        sample_rows = self._in_sample(keys)
         inside = (sample_rows < self.sample_keys.numel()).nonzero().squeeze(1)  # a few windows, if any
         self.sample.index_copy_(0, sample_rows[inside], signal[inside].to(torch.float32))
         for exemplars in self.exemplars.values():
