@@ -9,7 +9,8 @@ over windows and units; sums accumulate over batches on the model's device.
 ``"top"`` and ``"bottom"`` need each unit's quantile before any weight: a
 first pass keeps only each unit's ``top_fraction`` most extreme signals
 (``k x H``, not the probe's ``windows x H``). When every window's state
-fits in ``KEEP_BYTES`` that pass's batches are kept and are the only pass;
+fits in ``KEEP_BYTES`` that pass's batches are kept and are the only pass
+(signals alone where they determine the states: ``state_from_signal``);
 and without ``"relu"``, only the windows some unit weighs (and the
 activation sample's, for the mean rollout) are rolled out.
 
