@@ -40,7 +40,8 @@ from tensorboard_rnn_units.probe import Probe
 from tensorboard_rnn_units.results import UnitFeatures, WeightedFeatures
 from tensorboard_rnn_units.sums import Sums
 from tensorboard_rnn_units.validation import check_int
-from tensorboard_rnn_units.windows import Inputs, WindowWalker, feedback_draws, process_shard, roll_out
+from tensorboard_rnn_units.windows import (InputKeepingReadout, Inputs, WindowWalker, feedback_draws, process_shard,
+                                           roll_out)
 
 __all__ = ["CONTEXTS", "FEEDBACKS", "UnitFeatures", "WeightedFeatures", "compute_unit_features"]
 
@@ -85,7 +86,8 @@ def compute_unit_features(
         directly (``lambda h: model.head(h)`` names ``model``) are put in
         eval mode too, but not those it reaches through other objects, so a
         function readout with ``rollout > 0`` and no ``model=`` gets a
-        ``UserWarning`` (once per process).
+        ``UserWarning`` (once per process). A readout that changes its
+        input in place (``nn.ReLU(inplace=True)`` first) gets a copy.
       rollout: ``R``, the number of predictions fed back after each window.
       feedback: what is fed back after each prediction: ``"as_is"`` (the
         readout's output; the default for continuous inputs), ``"argmax"``
@@ -112,9 +114,10 @@ def compute_unit_features(
       context: ``"prefix"`` runs from a zero state over the whole sequence up
         to the window's end; ``"window"`` from a zero state at its start.
       batch_size: windows processed together; ``None``: ``CPU_BATCH``
-        (8,192) on a CPU, on a GPU about ``GPU_BATCH_BYTES`` (64 MB) of
-        state and at least 8,192 (a small layer's batches of 8,192 leave a
-        GPU waiting for kernel launches: see ``GPU_BATCH_BYTES``).
+        (8,192) on a CPU; on a GPU as many as hold about
+        ``GPU_BATCH_BYTES`` (256 MB) of states, signals, window inputs and
+        rollout predictions, at least 8,192 (a small layer's batches of
+        8,192 leave a GPU waiting for kernel launches).
       exemplars: ``k``, how many of its best windows each unit keeps.
 
     Returns:
@@ -183,7 +186,7 @@ def compute_unit_features(
     with _measuring(device, rnn, model, probe.embed, *_readout_objects(readout)):
         inputs = Inputs(probe, stepper.input_size, device, dtype)
         shard = process_shard()
-        batch_size = batch_size or _default_batch(stepper, device)
+        batch_size = batch_size or _default_batch(stepper, probe, rollout, device)
         walker = WindowWalker(stepper, inputs, probe, signal, context, batch_size, device, shard)
         sums = Sums(probe, tuple(weightings), stepper, rollout, exemplars, top_fraction, walker, device, dtype)
         batches = walker.batches(with_state=rollout > 0)
@@ -211,6 +214,7 @@ def compute_unit_features(
             for name in quantiles:
                 sums.thresholds[name] = sums.threshold(name, top_fraction)
         slice_rows = _slice_rows(stepper, device)
+        readout = InputKeepingReadout(readout)
         wholes = (_with_feedback_draws(whole, feedback, rollout, probe) for whole in batches)
         for batch in (part for whole in wholes for part in whole.slices(slice_rows)):
             predictions, weighed = None, sums.weigh(batch)
@@ -243,18 +247,22 @@ CPU_SLICE_MIN_ROWS = 1024
 # H200, 169 units over 190,000 windows took 158 ms in batches of 8,192,
 # 48 ms in 32,768 and 24 ms in 131,072 (the results equal within 8e-7);
 # 4,096 units took 326 and 303 ms. A GPU batch holds about GPU_BATCH_BYTES
-# of state; its temporaries peak at about 12 times that (1.5 GB for one
-# batch of 190,000 windows of 169 units).
+# of each window's state, signal, inputs and rollout predictions (a large
+# vocabulary's predictions keep it at CPU_BATCH); its temporaries peak at
+# about twice that (1.5 GB for one batch of 190,000 MNIST windows of 169
+# units, 3,592 bytes each, L = R = 10).
 CPU_BATCH = 8192
-GPU_BATCH_BYTES = 64 * 2**20
+GPU_BATCH_BYTES = 256 * 2**20
 
 
-def _default_batch(model, device):
+def _default_batch(model, probe, rollout, device):
     """Windows per batch when the caller gives none: ``CPU_BATCH`` on a CPU,
-    else ``GPU_BATCH_BYTES`` of state (at least ``CPU_BATCH``)."""
+    else ``GPU_BATCH_BYTES`` of per-window tensors (at least ``CPU_BATCH``)."""
     if device.type == "cpu":
         return CPU_BATCH
-    return max(CPU_BATCH, GPU_BATCH_BYTES // max(1, _state_row_bytes(model)))
+    element = model.initial_state(1)[0].element_size()
+    values = model.hidden_size + (probe.window + rollout) * probe.input_size  # signal, inputs, predictions
+    return max(CPU_BATCH, GPU_BATCH_BYTES // (_state_row_bytes(model) + values * element))
 
 
 def _with_feedback_draws(batch, feedback, rollout, probe):

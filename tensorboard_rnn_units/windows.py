@@ -207,6 +207,30 @@ class WindowWalker:
                     gates, data, s0)
 
 
+class InputKeepingReadout:
+    """``readout``, kept from changing its input: the first call gets a
+    copy, and if the readout changed it in place (``nn.ReLU(inplace=True)``
+    first, say), so does every later call. Its input is the state that the
+    rollout feeds back, which a window's signal may share: the module's own
+    readout reads the RNN's outputs, not the state it carries on."""
+
+    def __init__(self, readout):
+        self.readout, self.copies = readout, None  # None: not known yet
+
+    def __call__(self, h):
+        if self.copies is None:
+            h = h.clone()
+            try:
+                version = h._version
+            except RuntimeError:  # an inference tensor (torch.inference_mode) counts no versions
+                self.copies = True
+                return self.readout(h)
+            y = self.readout(h)
+            self.copies = h._version != version
+            return y
+        return self.readout(h.clone() if self.copies else h)
+
+
 def roll_out(model, readout, state, steps, inputs, signal, feedback, draws=None):
     """``(B, R * D)`` predictions after each window (token probes: the
     readout's softmax), each fed back as ``feedback`` says (``"sample"``:

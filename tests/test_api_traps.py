@@ -1,4 +1,5 @@
-"""Sharp edges of the public API: weightings by name, partial StepModels, probe fingerprints."""
+"""Sharp edges of the public API: weightings by name, partial StepModels, probe fingerprints,
+readouts that change their input."""
 
 import inspect
 import re
@@ -166,3 +167,27 @@ def test_features_carry_the_probe_fingerprint():
     probe = rnn_units.Probe(X, 2, labels=[0, 1, 0, 1])
     features = rnn_units.compute_unit_features(nn.GRU(3, 4), probe)
     assert features.probe_fingerprint == probe.fingerprint
+
+
+# --- a readout that changes its input in place ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, signal, context", [("gru", "hidden", "prefix"), ("gru", "hidden", "window"),
+                                                   ("rnn", "hidden", "prefix"), ("lstm", "hidden", "window"),
+                                                   ("rnn", "preactivation", "prefix")])
+def test_a_readout_that_changes_its_input_in_place_changes_neither_rollouts_nor_signals(kind, signal, context):
+    """``nn.ReLU(inplace=True)`` first in a readout changes the tensor it is given. In the module
+    it reads the RNN's outputs; here that tensor is the state the rollout feeds back, and a
+    window's hidden signal may share its memory: every feature equals the out-of-place readout's."""
+    torch.manual_seed(5)
+    rnn = {"gru": nn.GRU, "rnn": nn.RNN, "lstm": nn.LSTM}[kind](3, 8, batch_first=True)
+    linear = nn.Linear(8, 3)
+    probe = rnn_units.Probe(torch.randn(60, 9, 3, generator=torch.Generator().manual_seed(1)), window=3)
+    run = lambda readout: rnn_units.compute_unit_features(
+        rnn, probe, readout=readout, rollout=3, signal=signal, context=context, weighting=("top", "relu"))
+    in_place, out_of_place = run(nn.Sequential(nn.ReLU(inplace=True), linear)), run(nn.Sequential(nn.ReLU(), linear))
+    for name in ("top", "relu"):
+        for field in ("average", "rollout", "exemplar_signal", "active_fraction"):
+            assert torch.equal(getattr(in_place[name], field), getattr(out_of_place[name], field)), (name, field)
+    assert torch.equal(in_place.signal_mean, out_of_place.signal_mean)
+    assert torch.equal(in_place.activation_sample, out_of_place.activation_sample)

@@ -175,16 +175,22 @@ class _CountingStarts:
     "cpu",
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")),
 ])
-def test_default_batches_are_8192_windows_on_a_cpu_and_64_MB_of_state_on_a_gpu(device):
+def test_default_batches_are_8192_windows_on_a_cpu_and_256_MB_of_window_tensors_on_a_gpu(device):
     """On a GPU a small layer's batches of 8,192 windows leave it waiting on kernel launches: by
-    default a GPU batch holds about 64 MB of state (99,273 windows of 169 units), a CPU's 8,192."""
+    default a GPU batch holds about 256 MB of each window's state, signal, inputs and rollout
+    predictions (74,731 MNIST windows of 169 units at L = R = 10), a CPU's 8,192."""
     from tensorboard_rnn_units.cells import as_step_model
     from tensorboard_rnn_units.features import _default_batch
 
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    mnist = rnn_units.Probe(torch.rand(2, 28, 28), window=10)
+    rnn = as_step_model(nn.RNN(28, 169))
+    assert _default_batch(rnn, mnist, 10, cpu) == 8192
+    assert _default_batch(rnn, mnist, 10, cuda) == 256 * 2**20 // (4 * (169 + 169 + 20 * 28)) == 74_731
+    assert _default_batch(as_step_model(nn.RNN(28, 4096)), mnist, 10, cuda) == 8192  # never fewer
+    text = rnn_units.Probe(torch.zeros(2, 28, dtype=torch.int64), window=10, vocab=[str(i) for i in range(10_000)])
+    assert _default_batch(as_step_model(nn.GRU(10_000, 256)), text, 10, cuda) == 8192  # large predictions
     rnn = nn.RNN(4, 169, batch_first=True)
-    assert _default_batch(as_step_model(rnn), torch.device("cpu")) == 8192
-    assert _default_batch(as_step_model(rnn), torch.device("cuda")) == 64 * 2**20 // (169 * 4) == 99_273
-    assert _default_batch(as_step_model(nn.RNN(4, 4096)), torch.device("cuda")) == 8192  # never fewer
     model = _CountingStarts(as_step_model(rnn.to(device)))
     probe = rnn_units.Probe(torch.rand(3000, 14, 4, generator=torch.Generator().manual_seed(0)), window=5)
     rnn_units.compute_unit_features(model, probe, weighting="relu")  # 30,000 windows, 10 a sequence
