@@ -19,14 +19,16 @@ from tensorboard_rnn_units.cells import as_step_model
 
 
 class Counting:
-    """A StepModel that counts the input rows it steps (how much work this rank did)."""
+    """A StepModel that counts the input rows it steps (how much work this rank did) and records the
+    batch size of every zero state asked for."""
 
     def __init__(self, rnn):
         self.inner = as_step_model(rnn)
         self.input_size, self.hidden_size, self.signals = rnn.input_size, rnn.hidden_size, self.inner.signals
-        self.rows = 0
+        self.rows, self.starts = 0, []
 
     def initial_state(self, batch_size):
+        self.starts.append(batch_size)
         return self.inner.initial_state(batch_size)
 
     def step(self, x, state, signal):

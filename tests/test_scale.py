@@ -153,24 +153,6 @@ def test_two_gloo_processes_equal_one_and_split_the_work(tmp_path):
     assert not (tmp_path / "rank1" / "plugins").exists()
 
 
-class _CountingStarts:
-    """A StepModel around ``inner`` that records the batch size of every zero state asked for."""
-
-    def __init__(self, inner):
-        self.inner, self.starts = inner, []
-        self.input_size, self.hidden_size, self.signals = inner.input_size, inner.hidden_size, inner.signals
-
-    def initial_state(self, batch_size):
-        self.starts.append(batch_size)
-        return self.inner.initial_state(batch_size)
-
-    def step(self, x, state, signal):
-        return self.inner.step(x, state, signal)
-
-    def readout_input(self, state):
-        return self.inner.readout_input(state)
-
-
 @pytest.mark.parametrize("device", [
     "cpu",
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")),
@@ -179,6 +161,7 @@ def test_default_batches_are_8192_windows_on_a_cpu_and_256_MB_of_window_tensors_
     """On a GPU a small layer's batches of 8,192 windows leave it waiting on kernel launches: by
     default a GPU batch holds about 256 MB of each window's state, signal, inputs and rollout
     predictions (74,731 MNIST windows of 169 units at L = R = 10), a CPU's 8,192."""
+    import distributed_worker
     from tensorboard_rnn_units.cells import as_step_model
     from tensorboard_rnn_units.features import _default_batch
 
@@ -190,8 +173,7 @@ def test_default_batches_are_8192_windows_on_a_cpu_and_256_MB_of_window_tensors_
     assert _default_batch(as_step_model(nn.RNN(28, 4096)), mnist, 10, cuda) == 8192  # never fewer
     text = rnn_units.Probe(torch.zeros(2, 28, dtype=torch.int64), window=10, vocab=[str(i) for i in range(10_000)])
     assert _default_batch(as_step_model(nn.GRU(10_000, 256)), text, 10, cuda) == 8192  # large predictions
-    rnn = nn.RNN(4, 169, batch_first=True)
-    model = _CountingStarts(as_step_model(rnn.to(device)))
+    model = distributed_worker.Counting(nn.RNN(4, 169, batch_first=True).to(device))
     probe = rnn_units.Probe(torch.rand(3000, 14, 4, generator=torch.Generator().manual_seed(0)), window=5)
     rnn_units.compute_unit_features(model, probe, weighting="relu")  # 30,000 windows, 10 a sequence
     groups = [n for n in model.starts if n > 1]  # one zero state per group of whole sequences
