@@ -333,3 +333,15 @@ def python_loader_client(path, samples=0):
     return werkzeug_test.Client(
         application.TensorBoardWSGI([plugin.RnnUnitsLoader().load(context)], data_provider=provider)
     )
+
+
+def dense_and_sparse(run, monkeypatch):
+    """``(dense, sparse)``: ``run()``'s features with every weighted sum taken as a dense product,
+    then with every one taken through the sparse matrix (``sums.weighted_sums``)."""
+    from tensorboard_rnn_units import sums
+
+    monkeypatch.setattr(sums, "SPARSE_SHARE", 0.0)  # dense whenever a weight is positive
+    dense = run()
+    monkeypatch.setattr(sums, "SPARSE_SHARE", 1.0)  # always sparse
+    monkeypatch.setattr(sums, "SPARSE_COLUMNS", 0)
+    return dense, run()

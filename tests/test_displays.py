@@ -324,17 +324,11 @@ def test_sampled_feedback_is_the_same_in_cpu_slices(monkeypatch):
 
 def test_sparse_weighted_token_rollouts_equal_dense_ones(monkeypatch):
     """Token averages add by index; their rollouts (softmax over the vocab) go through the sparse product."""
-    from tensorboard_rnn_units import sums
-
     torch.manual_seed(0)
     probe = rnn_units.Probe(_tokens(n=200), window=3, vocab=VOCAB, embed=nn.Embedding(len(VOCAB), 4))
     gru, head = nn.GRU(4, 5, batch_first=True), nn.Linear(5, len(VOCAB))
     run = lambda: rnn_units.compute_unit_features(gru, probe, readout=head, rollout=4, weighting=("top", "bottom"))
-    monkeypatch.setattr(sums, "SPARSE_SHARE", 0.0)
-    dense = run()
-    monkeypatch.setattr(sums, "SPARSE_SHARE", 1.0)
-    monkeypatch.setattr(sums, "SPARSE_COLUMNS", 0)
-    sparse = run()
+    dense, sparse = support.dense_and_sparse(run, monkeypatch)
     for name in ("top", "bottom"):
         torch.testing.assert_close(sparse[name].average, dense[name].average, rtol=1e-6, atol=1e-8)
         torch.testing.assert_close(sparse[name].rollout, dense[name].rollout, rtol=1e-5, atol=1e-7)

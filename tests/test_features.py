@@ -6,6 +6,7 @@ from torch import nn
 
 import tensorboard_rnn_units as rnn_units
 from reference import reference_features
+import support
 
 N, T, D, H, L, R, C = 7, 9, 3, 5, 4, 3, 3
 
@@ -491,17 +492,11 @@ def test_cpu_slices_equal_whole_batches(kind, monkeypatch):
 def test_sparse_weighted_sums_equal_dense_ones(weighting, monkeypatch):
     """On a CPU, sparse weights ("top" keeps a few windows a unit) are summed through a sparse matrix:
     the same averages and rollouts as dense products, with every window rolled out or only the weighed."""
-    from tensorboard_rnn_units import sums
-
     model, head = _model("gru"), _readout()
     probe = rnn_units.Probe(_data()[0], L)
     run = lambda: rnn_units.compute_unit_features(model, probe, readout=head, rollout=R, weighting=weighting,
                                                   top_fraction=0.05)
-    monkeypatch.setattr(sums, "SPARSE_SHARE", 0.0)  # dense whenever a weight is positive
-    dense = run()
-    monkeypatch.setattr(sums, "SPARSE_SHARE", 1.0)  # always sparse
-    monkeypatch.setattr(sums, "SPARSE_COLUMNS", 0)
-    sparse = run()
+    dense, sparse = support.dense_and_sparse(run, monkeypatch)
     for name in dense.weighted:
         for field in ("average", "rollout", "active_fraction", "effective_sample_size"):
             torch.testing.assert_close(getattr(sparse[name], field), getattr(dense[name], field), rtol=1e-5, atol=1e-7)
