@@ -1,7 +1,7 @@
 """Running sums over window batches, turned into ``UnitFeatures``.
 
-Weights come from ``Threshold``s (``"top"`` and ``"bottom"`` from each
-unit's most extreme signals, kept by ``Largest``); the weighted sums of
+Weights come from ``weights.Threshold``s (``"top"`` and ``"bottom"`` from
+each unit's most extreme signals, kept by ``Largest``); the weighted sums of
 windows and rollouts, the statistics, exemplars, annotation correlations
 and gate saturations accumulate on the model's device, in float64, and are
 all-reduced across ranks under ``torch.distributed``.
@@ -14,42 +14,10 @@ from typing import Optional
 import torch
 
 from tensorboard_rnn_units.results import UnitFeatures, WeightedFeatures
+from tensorboard_rnn_units.weights import Threshold, kept_sparse
 
 # Gate activations below LOW or above HIGH count as saturated.
 SATURATION = (0.1, 0.9)
-
-
-@dataclasses.dataclass
-class Threshold:
-    """Turns signals into weights: ``max(sign * (signal - value), 0)``, except
-    that units whose ``value`` is their extreme (``tied``) weigh the windows
-    at it 1. ``sign`` is -1 for ``"bottom"``, which weighs the negative tail."""
-
-    value: object  # float or (H,) tensor
-    tied: Optional[torch.Tensor] = None  # (H,) bool
-    sign: float = 1.0
-
-    @classmethod
-    def from_largest(cls, largest, count, fraction, sign):
-        """The threshold keeping ``fraction`` of ``count`` windows, from each
-        unit's ``k = count - floor((1 - fraction) (count - 1))`` largest values
-        of ``sign * signal``, ``(H, k)`` descending: the ``1 - fraction``
-        quantile interpolated as ``torch.quantile`` does, of ``sign * signal``."""
-        rank = (1.0 - fraction) * (count - 1)
-        v_lo = largest[:, count - int(rank) - 1]
-        v_hi = largest[:, count - int(rank) - 2] if count - int(rank) >= 2 else v_lo
-        value = torch.lerp(v_lo, v_hi, rank - int(rank))
-        return cls(sign * value, value >= largest[:, 0], sign)
-
-    def __post_init__(self):
-        # Whether any unit is tied, asked once here, not on each batch.
-        self.tied = None if self.tied is None or not bool(self.tied.any()) else self.tied
-
-    def weights(self, signal):
-        d = signal - self.value if self.sign > 0 else self.value - signal
-        if self.tied is None:
-            return d.clamp_min_(0)
-        return torch.where(self.tied, (d >= 0).to(d.dtype), d.clamp_min(0))
 
 
 class Largest:
@@ -243,7 +211,7 @@ def _unit_major(row, unit, value, counts, keyed):
 
 @dataclasses.dataclass
 class Weighed:
-    """A batch's weights (``(B, H)`` per weighting) and which windows to roll
+    """A batch's weights (``weights.DenseWeights`` or ``SparseWeights`` per weighting) and which windows to roll
     out and sum: all (``rows`` None) with ``"relu"``, else those some unit
     weighs plus the activation sample's (for the mean rollout), as an index
     tensor; with each window's key and activation-sample row (``Sums._in_sample``)."""
@@ -267,7 +235,8 @@ class Sums:
         units = model.hidden_size
         self.weightings, self.rollout, self.tokens = weightings, rollout, probe.tokens is not None
         self.dtype = torch.promote_types(dtype, torch.float32)
-        self.thresholds = {"relu": Threshold(0.0)}
+        self.device = device
+        self.thresholds = {"relu": Threshold(0.0, sparse=kept_sparse(device, 1.0))}
         self.count = 0
         self.finite = torch.ones((), dtype=torch.bool, device=device)
         zeros = lambda *shape: torch.zeros(*shape, dtype=accumulator_dtype(device), device=device)
@@ -331,7 +300,8 @@ class Sums:
             largest.gather()
         if not torch.isfinite(largest.values).all():
             raise not_finite("rnn")
-        return Threshold.from_largest(largest.values, self.num_windows, fraction, sign)
+        return Threshold.from_largest(largest.values, self.num_windows, fraction, sign,
+                                      sparse=kept_sparse(self.device, fraction))
 
     def weigh(self, batch):
         """The batch's ``Weighed``: its weights, and the windows to roll out and sum."""
@@ -343,7 +313,7 @@ class Sums:
             return Weighed(weights, None, keys, sample_rows)
         weighed = sample_rows < self.sample_keys.numel()
         for w in weights.values():
-            weighed |= w.amax(1) > 0
+            weighed |= w.positive_rows()
         return Weighed(weights, weighed.nonzero().squeeze(1), keys, sample_rows)
 
     def _keys(self, batch):
@@ -402,25 +372,23 @@ class Sums:
             classes = None if classes is None else classes[rows]
         for name in self.weightings:
             sums = self.by_weighting[name]
-            w = weights[name] if rows is None else weights[name][rows]
-            active = count_positive(w)
-            sums["active"] += active
+            w = weights[name] if rows is None else weights[name].take(rows)
+            sums["active"] += w.active()
             products = {} if self.tokens else {"average": windows}  # token windows add by index, below
             if predictions is not None:
                 products["rollout"] = predictions
-            for key, product in zip(products, weighted_sums(w, active, list(products.values()))):
+            for key, product in zip(products, w.products(list(products.values()))):
                 sums[key] += product
+            if self.tokens:
+                w.add_at(sums["average"], windows)
             # Weights (and their squares) in the accumulators' precision: in float32, w * w
             # underflows (w < 1e-19) or overflows (w > 1e19) and the ESS leaves [0, 1].
-            wide = w.to(sums["weight"].dtype)
-            if self.tokens:
-                for column in windows.T:  # one index_add per window position, not a one-hot product
-                    sums["average"].index_add_(0, column, wide)
-            sums["weight"] += wide.sum(0)
-            sums["weight_sq"] += (wide * wide).sum(0)
-            sums["position"] += sum_by(w, position, sums["position"].shape[0])
+            total, square = w.totals(sums["weight"].dtype)
+            sums["weight"] += total
+            sums["weight_sq"] += square
+            sums["position"] += w.by_group(position, sums["position"].shape[0])
             if classes is not None:
-                sums["class"] += sum_by(w, classes, sums["class"].shape[0])
+                sums["class"] += w.by_group(classes, sums["class"].shape[0])
 
     def _all_reduce(self):
         """Sums every rank's sums (max, min, merged exemplars where a sum is not the answer)."""
@@ -550,46 +518,6 @@ def sign_of(weighting):
 
 def accumulator_dtype(device):
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-
-
-def count_positive(w):
-    """How many of each column's weights (``w >= 0``) are positive: the sum of
-    their signs, exact in float32 up to 2**24 rows, and twice as fast as
-    counting ``w > 0`` (an int64 reduction)."""
-    signs = torch.sign(w)
-    return signs.sum(0) if w.shape[0] <= 2**24 else signs.sum(0, dtype=torch.float64)
-
-
-# On a CPU, weights with at most SPARSE_SHARE positive ("top" and "bottom"
-# keep about top_fraction of each unit's windows) are summed through a
-# sparse matrix when the products have at least SPARSE_COLUMNS columns in
-# all: finding the positive weights costs about what a dense product of 200
-# columns does (a 1,500 x 169 slice at 2% positive: 1.0 ms sparse against
-# 0.4 ms dense for 64 columns, 2.5 ms against 4.8 ms for 560).
-SPARSE_SHARE = 1 / 16
-SPARSE_COLUMNS = 192
-
-
-def weighted_sums(w, active, values):
-    """``[v.T @ w for v in values]``, ``(F_i, H)`` for each ``(B, F_i)`` ``v``,
-    from weights ``w`` ``(B, H)`` with ``active`` ``(H,)`` positive per unit:
-    on a CPU, when few are positive and the products are wide, through one
-    sparse ``(H, B)`` matrix."""
-    if not values:
-        return []
-    if w.device.type != "cpu" or sum(v.shape[1] for v in values) < SPARSE_COLUMNS \
-            or float(active.sum()) > SPARSE_SHARE * w.numel():
-        return [v.T @ w for v in values]
-    # Converted from the dense weights, not built from indices: torch warns about
-    # unchecked invariants for sparse_coo_tensor (2.11 with check_invariants=False,
-    # 2.13 without it), and the conversion costs the same.
-    sparse = w.T.to_sparse()
-    return [torch.sparse.mm(sparse, v).T for v in values]
-
-
-def sum_by(w, index, groups):
-    """``(groups, H)`` sums of the rows of ``w`` ``(B, H)`` grouped by ``index`` ``(B,)``."""
-    return w.new_zeros(groups, w.shape[1]).index_add_(0, index, w)
 
 
 def check_finite(source, values):

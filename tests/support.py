@@ -337,11 +337,12 @@ def python_loader_client(path, samples=0):
 
 def dense_and_sparse(run, monkeypatch):
     """``(dense, sparse)``: ``run()``'s features with every weighted sum taken as a dense product,
-    then with every one taken through the sparse matrix (``sums.weighted_sums``)."""
-    from tensorboard_rnn_units import sums
+    then with every weighting's weights sparse and every product through a sparse matrix
+    (``weights.SparseWeights``)."""
+    from tensorboard_rnn_units import weights
 
-    monkeypatch.setattr(sums, "SPARSE_SHARE", 0.0)  # dense whenever a weight is positive
+    monkeypatch.setattr(weights, "SPARSE_SHARE", 0.0)  # dense weights
     dense = run()
-    monkeypatch.setattr(sums, "SPARSE_SHARE", 1.0)  # always sparse
-    monkeypatch.setattr(sums, "SPARSE_COLUMNS", 0)
+    monkeypatch.setattr(weights, "SPARSE_SHARE", 1.0)  # sparse weights, "relu"'s too
+    monkeypatch.setattr(weights, "SPARSE_COLUMNS", 0)
     return dense, run()

@@ -504,21 +504,43 @@ def test_sparse_weighted_sums_equal_dense_ones(weighting, monkeypatch):
 
 
 @pytest.mark.filterwarnings("error")
-def test_weighted_sums_equal_dense_products_sparse_or_not():
-    """Narrow or wide products, few or many positive weights: each path gives v.T @ w, without a warning
-    (torch warns about sparse matrices built from indices without checks)."""
-    from tensorboard_rnn_units.sums import SPARSE_COLUMNS, SPARSE_SHARE, count_positive, weighted_sums
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_sparse_weights_give_every_sum_that_dense_ones_do(sign):
+    """The positive weights kept as triples are the dense ones, and give the same sums: counts,
+    totals, groups, token index-adds, and narrow or wide products, without a warning (torch
+    warns about sparse matrices built from unchecked indices). A tied unit weighs its windows
+    at the threshold 1; "relu"'s threshold is a number."""
+    from tensorboard_rnn_units import weights
 
-    torch.manual_seed(0)
-    for columns in ((7, 3), (SPARSE_COLUMNS, 5)):
-        values = [torch.randn(500, c) for c in columns]
-        for share in (SPARSE_SHARE / 2, 0.5):
-            w = torch.rand(500, 11) * (torch.rand(500, 11) < share)
-            got = weighted_sums(w, count_positive(w), values)
-            assert [g.shape for g in got] == [(c, 11) for c in columns]
-            for g, v in zip(got, values):
-                torch.testing.assert_close(g, v.T @ w, rtol=1e-5, atol=1e-6)
-    assert weighted_sums(w, count_positive(w), []) == []
+    generator = torch.Generator().manual_seed(0)
+    signal = torch.randn(500, 11, generator=generator).round(decimals=1)  # ties at the thresholds
+    value = sign * torch.quantile(sign * signal, 0.9, dim=0)
+    tied = torch.zeros(11, dtype=torch.bool)
+    tied[3] = True
+    group = torch.randint(7, (500,), generator=generator)
+    index = torch.randint(40, (500, 3), generator=generator)
+    for threshold in (weights.Threshold(value, tied, sign), weights.Threshold(0.0)):
+        dense = threshold.weights(signal.clone())
+        threshold.sparse = True
+        sparse = threshold.weights(signal)
+        assert torch.equal(sparse.weight, dense.w[sparse.row, sparse.unit])
+        assert int((dense.w > 0).sum()) == len(sparse.weight) and bool((sparse.weight > 0).all())
+        assert torch.equal(sparse.positive_rows(), dense.positive_rows())
+        rows = (dense.positive_rows() | (torch.arange(500) % 5 == 0)).nonzero().squeeze(1)  # and some unweighed
+        for d, s in ((dense, sparse), (dense.take(rows), sparse.take(rows))):
+            assert torch.equal(s.active().double(), d.active().double())
+            for got, want in zip(s.totals(torch.float64), d.totals(torch.float64)):
+                torch.testing.assert_close(got, want)
+            torch.testing.assert_close(s.by_group(group[: d.w.shape[0]], 7).float(), d.by_group(group[: d.w.shape[0]], 7))
+            added = [torch.zeros(40, 11, dtype=torch.float64) for _ in range(2)]
+            s.add_at(added[0], index[: d.w.shape[0]])
+            d.add_at(added[1], index[: d.w.shape[0]])
+            torch.testing.assert_close(*added)
+            for columns in ((7, 3), (weights.SPARSE_COLUMNS, 5)):
+                values = [torch.randn(d.w.shape[0], c, generator=generator) for c in columns]
+                for got, v in zip(s.products(values), values):
+                    assert got.shape == (v.shape[1], 11)
+                    torch.testing.assert_close(got, v.T @ d.w, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 2e-7), (torch.float64, 1e-15)])
