@@ -133,11 +133,11 @@ def compute_unit_features(
     stepper = as_step_model(rnn, layer)
     if not isinstance(probe, Probe):
         raise TypeError(f"probe: expected a tensorboard_rnn_units.Probe, got {type(probe).__name__}")
-    if probe.tokens is None and probe.input_size != stepper.input_size:
+    if probe.vocab is None and probe.input_size != stepper.input_size:
         raise ValueError(
             f"probe: inputs have D={probe.input_size}, but the rnn's input_size is {stepper.input_size}"
         )
-    if probe.tokens is not None and probe.embed is None and probe.input_size != stepper.input_size:
+    if probe.vocab is not None and probe.embed is None and probe.input_size != stepper.input_size:
         raise ValueError(
             f"probe: one-hot tokens have V={probe.input_size} (its vocab), but the rnn's input_size is "
             f"{stepper.input_size}; pass the probe embed= (e.g. the model's nn.Embedding)"
@@ -160,7 +160,7 @@ def compute_unit_features(
     rollout = check_int("rollout", rollout, 0)
     if rollout > 0 and not callable(readout):
         raise ValueError("readout: a callable (B, H_top) -> (B, D) is required when rollout > 0")
-    feedback = ("argmax" if probe.tokens is not None else "as_is") if feedback is None else feedback
+    feedback = ("argmax" if probe.vocab is not None else "as_is") if feedback is None else feedback
     if feedback not in FEEDBACKS:
         raise ValueError(f"feedback: expected one of {FEEDBACKS} or None, got {feedback!r}")
     if feedback == "as_is" and probe.embed is not None:

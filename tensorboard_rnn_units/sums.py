@@ -233,7 +233,7 @@ class Sums:
 
     def __init__(self, probe, weightings, model, rollout, exemplars, top_fraction, walker, device, dtype):
         units = model.hidden_size
-        self.weightings, self.rollout, self.tokens = weightings, rollout, probe.tokens is not None
+        self.weightings, self.rollout, self.tokens = weightings, rollout, probe.vocab is not None
         self.dtype = torch.promote_types(dtype, torch.float32)
         self.device = device
         self.thresholds = {"relu": Threshold(0.0, sparse=kept_sparse(device, 1.0))}

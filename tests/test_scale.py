@@ -65,6 +65,24 @@ def test_a_loader_probe_equals_the_tensor_probe_reading_it_once_or_twice(context
     torch.testing.assert_close(from_loader.mean_rollout, in_memory.mean_rollout)
 
 
+@pytest.mark.parametrize("embed", [False, True])
+def test_a_token_loader_probe_equals_the_token_tensor_probe(embed):
+    """Streamed tokens are tokens too: averaged by index, rolled out with argmax feedback by default,
+    and (with embed=) checked against the embedding's width, not the vocabulary's."""
+    torch.manual_seed(0)
+    vocab = list("abcdef")
+    tokens = torch.randint(len(vocab), (40, 9))
+    embedding = nn.Embedding(len(vocab), 4) if embed else None
+    gru = nn.GRU(4 if embed else len(vocab), 5, batch_first=True)
+    head = nn.Linear(5, len(vocab))
+    options = dict(readout=head, rollout=3, weighting=("top", "relu", "bottom"))
+    probe = lambda data: rnn_units.Probe(data, window=3, vocab=vocab, embed=embedding, sample_size=600)
+    streamed = rnn_units.compute_unit_features(gru, probe(DataLoader(TensorDataset(tokens), batch_size=6)), **options)
+    in_memory = rnn_units.compute_unit_features(gru, probe(tokens), **options)
+    _assert_same(streamed, in_memory, atol=1e-6, exact_keys=False)  # windows of equal tokens tie
+    torch.testing.assert_close(streamed.mean_rollout, in_memory.mean_rollout)
+
+
 def test_a_loader_that_changes_its_data_is_refused():
     x = torch.rand(20, 6, 2)
     shuffled = DataLoader(TensorDataset(x), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0))
