@@ -294,10 +294,10 @@ class Probe:
             labels = None if self.labels is None else self.labels.to(device)
             if self.loader is not None:
                 data = None  # streamed batch by batch
-            elif self.tokens is not None:
-                data = self.tokens.to(device)
+            elif self.tokens is not None:  # contiguous: windows are gathered from its flattened rows
+                data = self.tokens.to(device).contiguous()
             else:
-                data = self.sequences.to(device, dtype)
+                data = self.sequences.to(device, dtype).contiguous()
                 if not torch.isfinite(data).all():  # e.g. beyond a float16 model's range
                     raise ValueError(
                         f"probe: its sequences (up to |x| = {float(self.sequences.abs().max()):.3g}) "

@@ -3,7 +3,7 @@
 A ``Threshold`` turns a slice's signals ``(B, H)`` into weights
 ``max(sign * (signal - value), 0)``. ``"top"`` and ``"bottom"`` keep about
 ``top_fraction`` of each unit's windows, so on a CPU their weights are kept
-as ``SparseWeights``, the positive ones alone as (unit, row, weight)
+as ``SparseWeights``, the positive ones alone as (window, unit, weight)
 triples: found in one comparison, and every sum over them costs what they
 number, where ``DenseWeights`` pass over the whole ``(B, H)`` matrix about
 ten times. Both offer the same sums.
@@ -19,10 +19,11 @@ import torch
 SPARSE_SHARE = 1 / 16
 
 # Sparse weights take their products through a sparse matrix when these
-# have at least this many columns in all, else densify first: building the
-# matrix costs what a dense product of about 70 columns does (1,400 windows
-# of 169 units, 2% positive: 0.21 ms sparse against 0.05 ms dense for 6
-# columns, 0.33 against 0.85 ms for 280).
+# have at least this many columns in all, else densify first: one product
+# through a sparse matrix built for it costs what a dense product of about
+# 70 columns does (1,400 windows of 169 units, 2% positive: 0.21 ms sparse
+# against 0.05 ms dense for 6 columns, 0.33 against 0.85 ms for 280), and
+# the window and rollout products share one matrix.
 SPARSE_COLUMNS = 128
 
 
@@ -60,16 +61,22 @@ class Threshold:
         self.tied = None if self.tied is None or not bool(self.tied.any()) else self.tied
 
     def weights(self, signal):
-        """The ``DenseWeights`` or ``SparseWeights`` of ``signal`` ``(B, H)``."""
+        """The ``DenseWeights`` or ``SparseWeights`` of ``signal`` ``(B, H)``: dense
+        unless ``sparse``, and dense after all for a slice where over
+        ``SPARSE_SHARE`` of them are positive (a tied unit weighs every window
+        at its extreme, and a saturated or dead unit's may be all of them)."""
         if self.sparse:
-            return self._sparse(signal)
+            sparse = self._sparse(signal)
+            if len(sparse.weight) <= SPARSE_SHARE * signal.numel():
+                return sparse
         d = signal - self.value if self.sign > 0 else self.value - signal
         if self.tied is None:
             return DenseWeights(d.clamp_min_(0))
         return DenseWeights(torch.where(self.tied, (d >= 0).to(d.dtype), d.clamp_min(0)))
 
     def _sparse(self, signal):
-        """The positive weights alone, computed as the dense ones are (the same values)."""
+        """The positive weights alone, with the dense ones' values (NaN signals, which
+        ``Sums`` refuses, weigh nothing here)."""
         value = torch.as_tensor(self.value, dtype=signal.dtype, device=signal.device).expand(signal.shape[1])
         positive = signal > value if self.sign > 0 else signal < value
         if self.tied is not None:
@@ -136,12 +143,15 @@ class SparseWeights:
         return torch.zeros(self.shape[0], dtype=torch.bool, device=self.row.device).index_fill_(0, self.row, True)
 
     def take(self, rows):
+        # rows ascend and hold every positive weight's window (Sums.weigh's nonzero): no window is lost
         return SparseWeights(torch.searchsorted(rows, self.row), self.unit, self.weight, (len(rows), self.shape[1]))
 
     def active(self):
         return torch.bincount(self.unit, minlength=self.shape[1])
 
     def products(self, values):
+        if not values:
+            return []
         if sum(v.shape[1] for v in values) < SPARSE_COLUMNS:
             dense = self.weight.new_zeros(self.shape).index_put_((self.row, self.unit), self.weight)
             return DenseWeights(dense).products(values)

@@ -505,12 +505,18 @@ def test_sparse_weighted_sums_equal_dense_ones(weighting, monkeypatch):
 
 @pytest.mark.filterwarnings("error")
 @pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_sparse_weights_give_every_sum_that_dense_ones_do(sign):
+def test_sparse_weights_give_every_sum_that_dense_ones_do(sign, monkeypatch):
     """The positive weights kept as triples are the dense ones, and give the same sums: counts,
     totals, groups, token index-adds, and narrow or wide products, without a warning (torch
     warns about sparse matrices built from unchecked indices). A tied unit weighs its windows
-    at the threshold 1; "relu"'s threshold is a number."""
+    at the threshold 1; "relu"'s threshold is a number. A slice with over SPARSE_SHARE of its
+    weights positive is weighed dense after all."""
     from tensorboard_rnn_units import weights
+
+    half = weights.Threshold(torch.zeros(4), sparse=True).weights(torch.randn(100, 4))
+    few = weights.Threshold(torch.zeros(4), sparse=True).weights(torch.randn(100, 4) - 2.5)  # about 0.6%
+    assert isinstance(half, weights.DenseWeights) and isinstance(few, weights.SparseWeights)
+    monkeypatch.setattr(weights, "SPARSE_SHARE", 1.0)
 
     generator = torch.Generator().manual_seed(0)
     signal = torch.randn(500, 11, generator=generator).round(decimals=1)  # ties at the thresholds
