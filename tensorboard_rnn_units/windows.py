@@ -79,12 +79,15 @@ class Batch:
     draws: Optional[torch.Tensor] = None  # (B, R - 1) uniforms for sampled feedback (``feedback_draws``)
 
     def slices(self, rows):
-        """The batch as consecutive batches of at most ``rows`` windows."""
-        for a in range(0, self.sequence.shape[0], rows):
-            part = lambda t: None if t is None else t[a : a + rows]
+        """The batch as consecutive batches of at most ``rows()`` windows each (asked anew for each)."""
+        a = 0
+        while a < self.sequence.shape[0]:
+            b = a + rows()
+            part = lambda t: None if t is None else t[a:b]
             yield Batch(part(self.sequence), part(self.position), part(self.signal),
                         None if self.state is None else tuple(part(s) for s in self.state),
                         part(self.gates), self.data, self.s0, part(self.draws))
+            a = b
 
 
 def feedback_draws(batch, steps, seed, positions):
