@@ -459,24 +459,26 @@ def test_rollouts_never_run_dropout(form):
     assert torch.equal(a.mean_rollout, expected.mean_rollout)
 
 
+@pytest.mark.parametrize("weighting", [("top", "relu", "bottom"), ("top", "bottom")])
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-def test_cpu_slices_equal_whole_batches(kind, monkeypatch):
+def test_cpu_slices_equal_whole_batches(kind, weighting, monkeypatch):
     """On a CPU, batches are weighed, rolled out and summed in slices: a few windows a slice gives
-    what whole batches give (averages, rollouts, statistics, gates, exemplars)."""
+    what whole batches give (averages, rollouts, statistics, gates, exemplars), and so do the
+    longer slices of "top" and "bottom" without "relu", which roll out only the weighed windows."""
     from tensorboard_rnn_units import features
 
     model, head = _model(kind), _readout()
     x, labels = _data()
     probe = rnn_units.Probe(x, L, labels=labels)
     run = lambda: rnn_units.compute_unit_features(model, probe, readout=head, rollout=R, exemplars=3,
-                                                  weighting=("top", "relu", "bottom"))
+                                                  weighting=weighting)
     monkeypatch.setattr(features, "CPU_SLICE_BYTES", 2**40)
     whole = run()
     monkeypatch.setattr(features, "CPU_SLICE_BYTES", 3 * H * 8)  # 3 (GRU/RNN) or 1 (LSTM) rows a slice
     monkeypatch.setattr(features, "CPU_SLICE_MIN_ROWS", 1)
     sliced = run()
     close = lambda a, b: torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
-    for name in ("top", "relu", "bottom"):
+    for name in weighting:
         for field in ("average", "rollout", "active_fraction", "effective_sample_size", "position_share",
                       "class_weight", "exemplar_signal"):
             close(getattr(sliced[name], field), getattr(whole[name], field))
@@ -486,6 +488,21 @@ def test_cpu_slices_equal_whole_batches(kind, monkeypatch):
     close(sliced.activation_sample, whole.activation_sample)
     for gate, saturation in (whole.gate_saturation or {}).items():
         close(sliced.gate_saturation[gate], saturation)
+
+
+def test_slices_hold_about_as_many_rolled_out_windows_as_asked():
+    """"top" alone rolls out only the windows some unit weighs: its slices grow by the share rolled
+    out so far, up to 4 times the rows asked."""
+    from tensorboard_rnn_units.features import Slicer
+
+    slicer = Slicer(100)
+    assert slicer.size() == 100
+    slicer.count(100, 0)  # none rolled out yet: no share to go by
+    assert slicer.size() == 100
+    slicer.count(100, 70)
+    assert slicer.size() == 286  # 100 / (70 / 200), rounded up
+    slicer.count(300, 10)
+    assert slicer.size() == 400
 
 
 @pytest.mark.parametrize("weighting", ["top", ("top", "relu", "bottom")])
