@@ -132,7 +132,8 @@ class DenseWeights:
 class SparseWeights:
     """A slice's positive weights as triples: ``weight[i]`` of window ``row[i]``
     for unit ``unit[i]``, of a ``shape`` ``(B, H)`` matrix, by row (so that a
-    product reads each window's values once, not once for each unit)."""
+    product reads each window's values once, not once for each unit). Its
+    methods are ``DenseWeights``', with the same results."""
 
     row: torch.Tensor
     unit: torch.Tensor
