@@ -93,7 +93,13 @@ class DenseWeights:
     """A slice's weights as one ``(B, H)`` matrix."""
 
     def __init__(self, w):
-        self.w = w
+        self.w, self._wide = w, None
+
+    def _in(self, dtype):
+        """The weights in ``dtype``, converted once: totals and token index-adds both take them."""
+        if self._wide is None or self._wide.dtype != dtype:
+            self._wide = self.w.to(dtype)
+        return self._wide
 
     def positive_rows(self):
         """``(B,)`` whether any unit weighs each window."""
@@ -113,7 +119,7 @@ class DenseWeights:
 
     def totals(self, dtype):
         """``(H,)`` sums of the weights and of their squares, taken in ``dtype``."""
-        wide = self.w.to(dtype)
+        wide = self._in(dtype)
         return wide.sum(0), (wide * wide).sum(0)
 
     def by_group(self, group, groups):
@@ -123,7 +129,7 @@ class DenseWeights:
     def add_at(self, sums, index):
         """Adds each window's weights to row ``index[b, l]`` of ``sums``, for every ``l``: token
         averages, one index-add per window position instead of a one-hot product."""
-        wide = self.w.to(sums.dtype)
+        wide = self._in(sums.dtype)
         for column in index.T:
             sums.index_add_(0, column, wide)
 
